@@ -1,0 +1,3 @@
+//! Integration tests of `sky-catalog` against the bundled tables.
+
+mod bundled;

@@ -1,0 +1,85 @@
+//! The one place the CLI reads the process environment and the clock.
+//!
+//! Everything else receives a [`HostEnv`] value, so tests can point HOME anywhere and no code
+//! path reads `std::env` behind the caller's back.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+/// A snapshot of the environment the CLI runs in.
+#[derive(Clone, Debug)]
+pub struct HostEnv {
+    pub home: PathBuf,
+    vars: BTreeMap<String, String>,
+}
+
+impl HostEnv {
+    /// Reads the real process environment (the only call site of `std::env::vars`).
+    pub fn from_process() -> Self {
+        let vars: BTreeMap<String, String> = std::env::vars().collect();
+        let home = vars
+            .get("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/"));
+        HostEnv { home, vars }
+    }
+
+    #[cfg(test)]
+    pub fn for_test(home: &Path, vars: &[(&str, &str)]) -> Self {
+        HostEnv {
+            home: home.to_path_buf(),
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// `~/.sky` (or `$SKY_HOME`).
+    pub fn sky_dir(&self) -> PathBuf {
+        self.var("SKY_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.home.join(".sky"))
+    }
+
+    /// `~/.sky/config.yaml`, or `$SKYPILOT_CONFIG` as SkyPilot allows.
+    pub fn config_path(&self) -> PathBuf {
+        self.var("SKYPILOT_CONFIG")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.sky_dir().join("config.yaml"))
+    }
+
+    /// A path under HOME, given relative to it.
+    pub fn home_path(&self, rel: &str) -> PathBuf {
+        self.home.join(rel)
+    }
+
+    pub fn user(&self) -> String {
+        self.var("USER")
+            .or_else(|| self.var("LOGNAME"))
+            .unwrap_or("sky")
+            .to_string()
+    }
+
+    /// Seconds and nanoseconds since the epoch (the only clock read).
+    pub fn now_nanos(&self) -> u128 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    }
+}
+
+/// Whether `p` exists as a file.
+pub fn is_file(p: &Path) -> bool {
+    p.is_file()
+}

@@ -1,0 +1,180 @@
+//! `sky launch`: with `--dryrun`, the optimizer's plan in SkyPilot's format.
+
+use sky_catalog::Catalog;
+use sky_optimizer::{OptimizeError, Plan};
+use sky_spec::TaskFile;
+
+use crate::{
+    LaunchArgs, clouds, exit,
+    hostenv::HostEnv,
+    not_available,
+    table::SkyTable,
+    taskload::{self, indent},
+};
+
+pub fn run(env: &HostEnv, args: &LaunchArgs) -> i32 {
+    if args.entrypoint.is_empty() {
+        eprintln!(
+            "sky launch needs a task YAML or a command, e.g. `sky launch --dryrun task.yaml`"
+        );
+        return exit::USAGE;
+    }
+    let (path, file) = match taskload::load(env, &args.entrypoint, &args.task) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{}", e.message);
+            return exit::INVALID_INPUT;
+        }
+    };
+    let task = match file {
+        TaskFile::Task(t) => t,
+        TaskFile::Pipeline(p) => {
+            eprintln!(
+                "{} is a pipeline of {} tasks; sky launch runs a single task. Run pipelines as managed jobs: sky jobs launch {}",
+                path.as_deref().unwrap_or("the task"),
+                p.tasks.len(),
+                path.as_deref().unwrap_or("FILE"),
+            );
+            return exit::INVALID_INPUT;
+        }
+    };
+    let catalog = Catalog::bundled();
+    let problems = sky_optimizer::validate_task(catalog, &task);
+    if !problems.is_empty() {
+        eprintln!(
+            "invalid task{}:\n{}",
+            path.as_deref()
+                .map(|p| format!(" YAML {p}"))
+                .unwrap_or_default(),
+            indent(&sky_spec::Diagnostics(problems).to_string())
+        );
+        return exit::INVALID_INPUT;
+    }
+    if !args.dryrun {
+        return not_available(
+            "launch (without --dryrun)",
+            "the local cloud and cluster lifecycle; use --dryrun to see the plan",
+        );
+    }
+    let config = match clouds::load_config(env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return exit::INVALID_INPUT;
+        }
+    };
+    let checks = clouds::check_all(env, &config);
+    let enabled = clouds::enabled_catalog_clouds(&checks);
+    if let Some(p) = &path {
+        println!("YAML to run: {p}");
+    }
+    let cluster = args
+        .cluster
+        .clone()
+        .unwrap_or_else(|| generated_cluster_name(env));
+    if enabled.is_empty() {
+        eprintln!(
+            "no cloud is enabled, so there is nowhere to run this task. Run `sky check` to see how to enable one{}",
+            config
+                .allowed_clouds
+                .as_ref()
+                .map(|a| format!(" (allowed_clouds: {})", a.join(", ")))
+                .unwrap_or_default()
+        );
+        return exit::NO_RESOURCES;
+    }
+    match sky_optimizer::optimize_task(catalog, &task, &enabled, &[]) {
+        Ok(plan) => {
+            print!("{}", render_plan(&plan, &cluster));
+            println!("Dryrun finished.");
+            exit::OK
+        }
+        Err(
+            OptimizeError::NoResources { message } | OptimizeError::CloudNotEnabled { message },
+        ) => {
+            eprintln!("{message}");
+            exit::NO_RESOURCES
+        }
+        Err(OptimizeError::InvalidRequest { message }) => {
+            eprintln!(
+                "invalid task{}: {message}",
+                path.as_deref()
+                    .map(|p| format!(" YAML {p}"))
+                    .unwrap_or_default()
+            );
+            exit::INVALID_INPUT
+        }
+        Err(e) => {
+            eprintln!("failed to plan the task: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+/// SkyPilot's name for an unnamed cluster: `sky-<4 hex>-<user>`.
+fn generated_cluster_name(env: &HostEnv) -> String {
+    let n = env.now_nanos();
+    format!("sky-{:04x}-{}", (n ^ (n >> 17)) as u16, env.user())
+}
+
+fn fmt_num(x: Option<f64>) -> String {
+    match x {
+        None => "-".into(),
+        Some(v) if v.fract() == 0.0 => format!("{v:.0}"),
+        Some(v) => {
+            let s = format!("{v:.2}");
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        }
+    }
+}
+
+/// The plan as SkyPilot prints it (everything from "Running on cluster" to the hints).
+pub fn render_plan(plan: &Plan, cluster: &str) -> String {
+    let mut out = String::new();
+    let (early, late): (Vec<&String>, Vec<&String>) = plan
+        .notes
+        .iter()
+        .partition(|n| n.contains("runtime_version"));
+    for n in early {
+        out.push_str(n);
+        out.push('\n');
+    }
+    out.push_str(&format!("Running on cluster: {cluster}\n"));
+    for n in late {
+        out.push_str(n);
+        out.push('\n');
+    }
+    let nodes = plan.num_nodes;
+    out.push_str(&format!(
+        "Considered resources ({nodes} node{}):\n",
+        if nodes == 1 { "" } else { "s" }
+    ));
+    let mut t = SkyTable::new([
+        "INFRA", "INSTANCE", "vCPUs", "Mem(GB)", "GPUS", "COST ($)", "CHOSEN",
+    ])
+    .center(6);
+    for r in &plan.rows {
+        t.row([
+            r.infra.clone(),
+            r.instance.clone(),
+            fmt_num(r.vcpus),
+            fmt_num(r.mem_gb),
+            r.gpus.clone().unwrap_or_else(|| "-".into()),
+            format!("{:.2}", r.cost),
+            if r.chosen {
+                "✔".into()
+            } else {
+                String::new()
+            },
+        ]);
+    }
+    out.push_str(&t.render());
+    if !plan.hints.is_empty() {
+        for h in &plan.hints {
+            out.push_str(h);
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,4 @@
+//! Integration tests of `sky-optimizer`: SkyPilot's own answers (the oracle) and invariants.
+
+mod oracle;
+mod props;

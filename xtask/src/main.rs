@@ -1,0 +1,450 @@
+//! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
+//!
+//! ci | tidy | deps | bench | catalog | codegen | demo. Few dependencies on purpose.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+const PURE_CRATES: &[&str] = &["sky-spec", "sky-catalog", "sky-optimizer", "sky-sched"];
+/// Crates no pure crate may depend on, directly or transitively.
+const IMPURE_DEPS: &[&str] = &[
+    "tokio",
+    "async-std",
+    "hyper",
+    "reqwest",
+    "sqlx",
+    "rusqlite",
+    "ureq",
+    "mio",
+    "clap",
+];
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = project_root();
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("tidy") => tidy(&root),
+        Some("deps") => deps(),
+        Some("bench") => bench(&root, &args[1..]),
+        Some("catalog") => catalog(&root),
+        Some("codegen") => codegen(&root, args.iter().any(|a| a == "--check")),
+        Some("demo") => demo(&root),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <ci|tidy|deps|bench|catalog|codegen [--check]|demo>\n\
+                 \n  ci       format check, clippy, tidy, deps, codegen --check, all tests\
+                 \n  tidy     every lib.rs opens with a //! paragraph; no todo!/unimplemented! on shipped code\
+                 \n  deps     the pure crates depend on no async runtime, HTTP, SQL or CLI crate\
+                 \n  bench    criterion benches, then whole-process timings of `sky` (medians)\
+                 \n  catalog  rebuild catalogs/*.bin from the upstream-format CSVs in catalogs/upstream/\
+                 \n  codegen  write schemas/task.schema.json (--check: fail if stale)\
+                 \n  demo     plan the example tasks with every bundled cloud enabled (a throwaway HOME)"
+            );
+            bail!("no such task")
+        }
+    }
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("$ {cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("failed to start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn ci() -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    tidy(&project_root())?;
+    deps()?;
+    codegen(&project_root(), true)?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+    eprintln!("xtask ci: all green");
+    Ok(())
+}
+
+fn tidy(root: &Path) -> Result<()> {
+    let mut problems = Vec::new();
+    for entry in std::fs::read_dir(root.join("crates"))? {
+        let dir = entry?.path();
+        let lib = dir.join("src/lib.rs");
+        if lib.exists() {
+            let text = std::fs::read_to_string(&lib)?;
+            if !text.trim_start().starts_with("//!") {
+                problems.push(format!(
+                    "{}: must open with a `//!` paragraph",
+                    lib.display()
+                ));
+            }
+        }
+        let name = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))?;
+        if !manifest.contains(&format!("name = \"{name}\"")) {
+            problems.push(format!(
+                "{}: folder name must equal the package name",
+                dir.display()
+            ));
+        }
+        if !manifest.contains("[lints]") {
+            problems.push(format!(
+                "{}: must inherit `[lints] workspace = true`",
+                dir.display()
+            ));
+        }
+        walk_rs(&dir.join("src"), &mut |path, text| {
+            for (i, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                if code.contains("todo!(") || code.contains("unimplemented!(") {
+                    problems.push(format!(
+                        "{}:{}: placeholder macro on a shipped path",
+                        path.display(),
+                        i + 1
+                    ));
+                }
+            }
+        })?;
+    }
+    if problems.is_empty() {
+        eprintln!("tidy: ok");
+        Ok(())
+    } else {
+        bail!("tidy found problems:\n{}", problems.join("\n"))
+    }
+}
+
+fn walk_rs(dir: &Path, f: &mut dyn FnMut(&Path, &str)) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk_rs(&path, f)?;
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            f(&path, &std::fs::read_to_string(&path)?);
+        }
+    }
+    Ok(())
+}
+
+/// Checks the crate graph: the pure crates pull in no runtime, HTTP, SQL or CLI crate, and
+/// crate edges only point down the layers of docs/ARCHITECTURE.md.
+fn deps() -> Result<()> {
+    let out = cargo()
+        .args(["metadata", "--format-version", "1"])
+        .output()
+        .context("failed to run cargo metadata")?;
+    if !out.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let packages = meta["packages"]
+        .as_array()
+        .context("metadata without packages")?;
+    let name_of: BTreeMap<String, String> = packages
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p["id"].as_str()?.to_string(),
+                p["name"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    let nodes = meta["resolve"]["nodes"]
+        .as_array()
+        .context("metadata without resolve")?;
+    let mut graph: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for node in nodes {
+        let id = node["id"].as_str().unwrap_or_default();
+        // Normal (non-dev, non-build) dependencies only.
+        let deps = node["deps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|d| {
+                d["dep_kinds"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|k| k["kind"].is_null())
+            })
+            .filter_map(|d| name_of.get(d["pkg"].as_str()?).cloned())
+            .collect();
+        if let Some(name) = name_of.get(id) {
+            graph.insert(name.clone(), deps);
+        }
+    }
+    let mut problems = Vec::new();
+    for pure in PURE_CRATES {
+        if !graph.contains_key(*pure) {
+            continue;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        let mut stack = vec![pure.to_string()];
+        while let Some(n) = stack.pop() {
+            if !seen.insert(n.clone()) {
+                continue;
+            }
+            if IMPURE_DEPS.contains(&n.as_str()) {
+                problems.push(format!("pure crate {pure} depends (transitively) on {n}"));
+            }
+            stack.extend(graph.get(&n).cloned().unwrap_or_default());
+        }
+    }
+    // Layering: an internal edge must point to a lower layer.
+    let layer = |n: &str| -> Option<u32> {
+        Some(match n {
+            "sky-spec" => 0,
+            "sky-catalog" | "sky-sched" | "sky-state" => 1,
+            "sky-optimizer" | "sky-provider" => 2,
+            n if n.starts_with("sky-cloud-")
+                || n == "sky-provider-testkit"
+                || n == "sky-storage" =>
+            {
+                3
+            }
+            "sky-launch" => 4,
+            "sky-agent" | "sky-jobs" | "sky-serve" => 5,
+            "sky-cli" => 6,
+            _ => return None,
+        })
+    };
+    for (n, ds) in &graph {
+        let Some(ln) = layer(n) else { continue };
+        for d in ds {
+            if let Some(ld) = layer(d)
+                && ld >= ln
+            {
+                problems.push(format!(
+                    "{n} (layer {ln}) must not depend on {d} (layer {ld})"
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        eprintln!("deps: ok ({} crates checked)", graph.len());
+        Ok(())
+    } else {
+        bail!("dependency rules broken:\n{}", problems.join("\n"))
+    }
+}
+
+fn codegen(root: &Path, check: bool) -> Result<()> {
+    let path = root.join("schemas/task.schema.json");
+    let mut text = serde_json::to_string_pretty(&sky_spec::json_schema())?;
+    text.push('\n');
+    if check {
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        if old != text {
+            bail!(
+                "{} is stale: run `cargo xtask codegen` and commit it",
+                path.display()
+            );
+        }
+        eprintln!("codegen: schemas/task.schema.json is up to date");
+    } else {
+        std::fs::create_dir_all(path.parent().unwrap_or(root))?;
+        std::fs::write(&path, text)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn catalog(root: &Path) -> Result<()> {
+    let upstream = root.join("catalogs/upstream");
+    let mut files: Vec<(String, String, Vec<u8>)> = Vec::new();
+    for entry in
+        std::fs::read_dir(&upstream).with_context(|| format!("reading {}", upstream.display()))?
+    {
+        let dir = entry?.path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let cloud = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        for f in std::fs::read_dir(&dir)? {
+            let f = f?.path();
+            if f.extension().is_some_and(|e| e == "csv") {
+                let name = f
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .to_string();
+                files.push((cloud.clone(), name, std::fs::read(&f)?));
+            }
+        }
+    }
+    files.sort();
+    let inputs: Vec<(&str, &str, &[u8])> = files
+        .iter()
+        .map(|(c, n, b)| (c.as_str(), n.as_str(), b.as_slice()))
+        .collect();
+    let compact = sky_catalog::compile(&inputs).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let out = root.join(sky_catalog::COMPACT_PATH);
+    std::fs::write(&out, &compact)?;
+    eprintln!(
+        "wrote {} ({} bytes from {} CSV files)",
+        out.display(),
+        compact.len(),
+        files.len()
+    );
+    Ok(())
+}
+
+/// Median wall time of `n` runs of a command (after one warm-up run).
+fn time_process(cmd: &mut Command, n: usize) -> Result<Duration> {
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    cmd.status()?;
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let st = cmd.status()?;
+        times.push(t.elapsed());
+        if !st.success() {
+            bail!("{cmd:?} exited with {st}");
+        }
+    }
+    times.sort();
+    Ok(times[n / 2])
+}
+
+/// A throwaway HOME where all six bundled clouds look enabled (placeholder credential files;
+/// nothing ever contacts a cloud from a dryrun).
+fn demo_home() -> Result<PathBuf> {
+    let home = std::env::temp_dir().join(format!("sky-rs-demo-home-{}", std::process::id()));
+    let files = [
+        (
+            ".aws/credentials",
+            "[default]\naws_access_key_id = DEMO\naws_secret_access_key = DEMO\n",
+        ),
+        (
+            ".config/gcloud/application_default_credentials.json",
+            "{\"type\": \"authorized_user\"}\n",
+        ),
+        (".azure/azureProfile.json", "{}\n"),
+        (".lambda_cloud/lambda_keys", "api_key = DEMO\n"),
+        (".runpod/config.toml", "[default]\napi_key = \"DEMO\"\n"),
+        (".config/vastai/vast_api_key", "DEMO\n"),
+    ];
+    for (rel, body) in files {
+        let p = home.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap_or(&home))?;
+        std::fs::write(p, body)?;
+    }
+    Ok(home)
+}
+
+fn sky_release(root: &Path) -> Result<PathBuf> {
+    run(cargo().args(["build", "--release", "-p", "sky-cli"]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target.join("release/sky"))
+}
+
+fn demo(root: &Path) -> Result<()> {
+    let sky = sky_release(root)?;
+    let home = demo_home()?;
+    let result = (|| -> Result<()> {
+        for example in ["gpu_a100.yaml", "gpu_set.yaml", "spot_with_fallback.yaml"] {
+            let file = root.join("examples").join(example);
+            run(Command::new(&sky)
+                .args(["launch", "--dryrun", "-y"])
+                .arg(&file)
+                .env("HOME", &home)
+                .env_remove("SKY_HOME"))?;
+            println!();
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&home);
+    result
+}
+
+fn bench(root: &Path, extra: &[String]) -> Result<()> {
+    let quick = extra.iter().any(|a| a == "--quick");
+    if !extra.iter().any(|a| a == "--process-only") {
+        let mut c = cargo();
+        c.args(["bench", "--workspace", "--benches"]);
+        if quick {
+            c.args(["--", "--warm-up-time", "1", "--measurement-time", "2"]);
+        }
+        run(&mut c)?;
+    }
+    let sky = sky_release(root)?;
+    let home = demo_home()?;
+    let n = 31;
+    let help = time_process(Command::new(&sky).arg("--help"), n)?;
+    let file = root.join("examples/gpu_a100.yaml");
+    let dry = time_process(
+        Command::new(&sky)
+            .args(["launch", "--dryrun", "-y"])
+            .arg(&file)
+            .env("HOME", &home)
+            .env_remove("SKY_HOME"),
+        n,
+    )?;
+    let validate = time_process(
+        Command::new(&sky)
+            .arg("validate")
+            .arg(root.join("examples/full_reference.yaml"))
+            .env("HOME", &home),
+        n,
+    )?;
+    let _ = std::fs::remove_dir_all(&home);
+    println!("process wall-time medians over {n} runs (release build):");
+    println!(
+        "  sky --help                                   {:>8.2} ms (budget 20 ms)",
+        help.as_secs_f64() * 1e3
+    );
+    println!(
+        "  sky launch --dryrun -y examples/gpu_a100.yaml {:>8.2} ms (budget 50 ms)",
+        dry.as_secs_f64() * 1e3
+    );
+    println!(
+        "  sky validate examples/full_reference.yaml    {:>8.2} ms",
+        validate.as_secs_f64() * 1e3
+    );
+    Ok(())
+}
