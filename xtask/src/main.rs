@@ -53,8 +53,13 @@ fn main() -> Result<()> {
     }
 }
 
+/// The workspace root, from the manifest directory cargo gives this run (at run time: a
+/// target directory shared between clones may hold an xtask built from another checkout).
 fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .expect("xtask lives in the workspace root")
         .to_path_buf()
@@ -75,7 +80,18 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Installs what the tests need on a fresh machine (idempotent): PostgreSQL's server binaries
+/// for sky-state's PostgreSQL suite. The tests start their own throwaway servers.
+fn prerequisites(root: &Path) -> Result<()> {
+    let script = root.join("crates/sky-state/scripts/install-postgres.sh");
+    if script.exists() {
+        run(Command::new("bash").arg(&script))?;
+    }
+    Ok(())
+}
+
 fn ci() -> Result<()> {
+    prerequisites(&project_root())?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
     tidy(&project_root())?;
     deps()?;
@@ -88,7 +104,10 @@ fn ci() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    run(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+    // In CI nothing skips: the PostgreSQL suite must find its server.
+    run(cargo()
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .env("SKY_STATE_REQUIRE_PG", "1"))?;
     eprintln!("xtask ci: all green");
     Ok(())
 }
@@ -240,8 +259,9 @@ fn deps() -> Result<()> {
             {
                 3
             }
-            "sky-launch" => 4,
-            "sky-agent" | "sky-jobs" | "sky-serve" => 5,
+            // The agent sits below the launcher: launch submits jobs through the agent's client.
+            "sky-agent" => 4,
+            "sky-launch" | "sky-jobs" | "sky-serve" => 5,
             "sky-cli" => 6,
             _ => return None,
         })

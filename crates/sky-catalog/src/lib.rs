@@ -71,6 +71,19 @@ pub enum CatalogError {
     Encode(String),
 }
 
+/// An offer of a cloud without a bundled table (see [`Catalog::with_extra_cloud`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExtraOffer {
+    pub instance_type: String,
+    pub accelerator: Option<(String, f64)>,
+    pub vcpus: f64,
+    pub memory_gib: f64,
+    pub price: f64,
+    pub spot_price: Option<f64>,
+    pub region: String,
+    pub zone: Option<String>,
+}
+
 /// One row of a cloud's offer table, as borrowed views.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Offer<'a> {
@@ -102,6 +115,17 @@ pub(crate) struct CloudTable {
 }
 
 impl CloudTable {
+    pub(crate) fn new(id: String, has_zones: bool, rows: Vec<RawRow>) -> Self {
+        CloudTable {
+            id,
+            has_zones,
+            rows,
+            by_instance: OnceLock::new(),
+            by_accelerator: OnceLock::new(),
+            default_rows: OnceLock::new(),
+        }
+    }
+
     pub(crate) fn instance_index(&self) -> &HashMap<u32, Vec<u32>> {
         self.by_instance.get_or_init(|| {
             let mut m: HashMap<u32, Vec<u32>> = HashMap::new();
@@ -224,14 +248,7 @@ impl Catalog {
         let clouds: Vec<CloudTable> = c
             .clouds
             .into_iter()
-            .map(|cc| CloudTable {
-                id: cc.id,
-                has_zones: cc.has_zones,
-                rows: cc.rows,
-                by_instance: OnceLock::new(),
-                by_accelerator: OnceLock::new(),
-                default_rows: OnceLock::new(),
-            })
+            .map(|cc| CloudTable::new(cc.id, cc.has_zones, cc.rows))
             .collect();
         let mut accelerator_names = c.accelerators;
         for t in &clouds {
@@ -249,6 +266,72 @@ impl Catalog {
             string_ids: OnceLock::new(),
             string_ids_ci: OnceLock::new(),
         })
+    }
+
+    /// A copy of this catalog with one more cloud whose offers come from its provider rather
+    /// than a bundled table (the local cloud: this machine's capacity per simulated zone).
+    /// A table of the same id is replaced.
+    pub fn with_extra_cloud(&self, id: &str, offers: &[ExtraOffer]) -> Catalog {
+        let mut strings = self.strings.clone();
+        let mut index: HashMap<String, u32> = HashMap::new();
+        let mut intern = |s: &str, strings: &mut Vec<Box<str>>| -> u32 {
+            if s.is_empty() {
+                return 0;
+            }
+            if let Some(&i) = index.get(s) {
+                return i;
+            }
+            let i = strings.iter().position(|x| &**x == s).map_or_else(
+                || {
+                    strings.push(s.into());
+                    (strings.len() - 1) as u32
+                },
+                |p| p as u32,
+            );
+            index.insert(s.to_owned(), i);
+            i
+        };
+        let rows: Vec<RawRow> = offers
+            .iter()
+            .map(|o| RawRow {
+                instance_type: intern(&o.instance_type, &mut strings),
+                accelerator: o
+                    .accelerator
+                    .as_ref()
+                    .map_or(0, |(n, _)| intern(n, &mut strings)),
+                accelerator_count: o.accelerator.as_ref().map_or(f64::NAN, |(_, c)| *c),
+                vcpus: o.vcpus,
+                memory_gib: o.memory_gib,
+                gpu_memory_mib: 0,
+                price: o.price,
+                spot_price: o.spot_price.unwrap_or(f64::NAN),
+                region: intern(&o.region, &mut strings),
+                zone: o.zone.as_deref().map_or(0, |z| intern(z, &mut strings)),
+                arch: 0,
+            })
+            .collect();
+        let has_zones = offers.iter().any(|o| o.zone.is_some());
+        let mut clouds: Vec<CloudTable> = self
+            .clouds
+            .iter()
+            .filter(|t| !t.id.eq_ignore_ascii_case(id))
+            .map(|t| CloudTable::new(t.id.clone(), t.has_zones, t.rows.clone()))
+            .collect();
+        let mut accelerator_names = self.accelerator_names.clone();
+        for r in &rows {
+            if r.accelerator != 0 && !accelerator_names.contains(&r.accelerator) {
+                accelerator_names.push(r.accelerator);
+            }
+        }
+        clouds.push(CloudTable::new(id.to_ascii_lowercase(), has_zones, rows));
+        Catalog {
+            strings,
+            clouds,
+            accelerator_names,
+            gpu_memory_gb: self.gpu_memory_gb.clone(),
+            string_ids: OnceLock::new(),
+            string_ids_ci: OnceLock::new(),
+        }
     }
 
     /// Compiles upstream CSVs and loads the result (see [`compile`] for `inputs`).

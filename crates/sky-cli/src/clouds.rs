@@ -16,6 +16,7 @@ pub const CHECKED_CLOUDS: &[&str] = &[
     "gcp",
     "kubernetes",
     "lambda",
+    "local",
     "runpod",
     "vast",
 ];
@@ -159,6 +160,11 @@ pub fn check_credentials(env: &HostEnv, cloud: &'static str) -> CloudCheck {
                 "point KUBECONFIG at a kubeconfig, or write ~/.kube/config".into(),
             )
         }
+        "local" => (
+            Some("this machine: nodes are local sandboxes; no credentials needed".to_string()),
+            String::new(),
+            String::new(),
+        ),
         other => (
             None,
             format!("{other} is not a cloud sky-rs knows"),
@@ -229,12 +235,27 @@ mod tests {
     }
 
     #[test]
-    fn empty_home_enables_nothing() {
+    fn empty_home_enables_only_local() {
         let home = home_with(&[]);
         let env = HostEnv::for_test(home.path(), &[]);
         let checks = check_all(&env, &SkyConfig::default());
-        assert!(checks.iter().all(|c| !c.enabled), "{checks:?}");
-        assert!(checks.iter().all(|c| !c.fix.is_empty()));
+        let enabled: Vec<&str> = checks
+            .iter()
+            .filter(|c| c.enabled)
+            .map(|c| c.cloud)
+            .collect();
+        assert_eq!(enabled, vec!["local"], "{checks:?}");
+        assert!(
+            checks
+                .iter()
+                .filter(|c| !c.enabled)
+                .all(|c| !c.fix.is_empty())
+        );
+        let cfg = SkyConfig {
+            allowed_clouds: Some(vec!["aws".into()]),
+            ..SkyConfig::default()
+        };
+        assert!(check_all(&env, &cfg).iter().all(|c| !c.enabled));
     }
 
     #[test]

@@ -23,7 +23,7 @@ const COMMON: &[&str] = &[
     "V100-32GB",
 ];
 
-fn plain_table(header: &[&str]) -> Table {
+pub fn plain_table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(comfy_table::presets::NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled);
@@ -31,7 +31,7 @@ fn plain_table(header: &[&str]) -> Table {
     t
 }
 
-fn print_table(t: &Table) {
+pub fn print_table(t: &Table) {
     for line in t.lines() {
         println!("{}", line.trim_end());
     }

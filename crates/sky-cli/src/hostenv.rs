@@ -83,3 +83,36 @@ impl HostEnv {
 pub fn is_file(p: &Path) -> bool {
     p.is_file()
 }
+
+/// `sky ssh` on a node that is a local directory: a shell (or one command) with HOME set to
+/// the node and cwd its workdir. An active-session marker keeps autostop (`jobs_and_ssh`) from
+/// firing while the shell is open. Returns the shell's exit code.
+pub fn interactive_shell(node_home: &Path, command: &[String]) -> i32 {
+    let workdir = node_home.join("sky_workdir");
+    let cwd = if workdir.is_dir() {
+        workdir
+    } else {
+        node_home.to_path_buf()
+    };
+    let mut cmd = std::process::Command::new("bash");
+    if command.is_empty() {
+        cmd.arg("-i");
+    } else {
+        cmd.arg("-c").arg(command.join(" "));
+    }
+    cmd.current_dir(&cwd).env("HOME", node_home);
+    let sessions = node_home.join(".sky/ssh_sessions");
+    let _ = std::fs::create_dir_all(&sessions);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("failed to start a shell on the node: {e}");
+            return 1;
+        }
+    };
+    let marker = sessions.join(child.id().to_string());
+    let _ = std::fs::write(&marker, b"");
+    let code = child.wait().map(|s| s.code().unwrap_or(1)).unwrap_or(1);
+    let _ = std::fs::remove_file(&marker);
+    code
+}

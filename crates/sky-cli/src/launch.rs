@@ -38,7 +38,24 @@ pub fn run(env: &HostEnv, args: &LaunchArgs) -> i32 {
             return exit::INVALID_INPUT;
         }
     };
-    let catalog = Catalog::bundled();
+    let config = match clouds::load_config(env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return exit::INVALID_INPUT;
+        }
+    };
+    let registry = match crate::cluster::providers(env, &config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return exit::INVALID_INPUT;
+        }
+    };
+    // Providers without a bundled table offer their own rows: the local cloud offers this
+    // machine's capacity (from /proc, and nvidia-smi when present) per simulated zone.
+    let extended = sky_launch::catalog_with_providers(&registry);
+    let catalog = extended.as_ref().unwrap_or_else(|| Catalog::bundled());
     let problems = sky_optimizer::validate_task(catalog, &task);
     if !problems.is_empty() {
         eprintln!(
@@ -56,15 +73,10 @@ pub fn run(env: &HostEnv, args: &LaunchArgs) -> i32 {
             "the local cloud and cluster lifecycle; use --dryrun to see the plan",
         );
     }
-    let config = match clouds::load_config(env) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return exit::INVALID_INPUT;
-        }
-    };
     let checks = clouds::check_all(env, &config);
-    let enabled = clouds::enabled_catalog_clouds(&checks);
+    let mut enabled = clouds::enabled_catalog_clouds(&checks);
+    let provider_ids = registry.ids();
+    enabled.extend(provider_ids.iter().map(String::as_str));
     if let Some(p) = &path {
         println!("YAML to run: {p}");
     }
@@ -112,7 +124,7 @@ pub fn run(env: &HostEnv, args: &LaunchArgs) -> i32 {
 }
 
 /// SkyPilot's name for an unnamed cluster: `sky-<4 hex>-<user>`.
-fn generated_cluster_name(env: &HostEnv) -> String {
+pub fn generated_cluster_name(env: &HostEnv) -> String {
     let n = env.now_nanos();
     format!("sky-{:04x}-{}", (n ^ (n >> 17)) as u16, env.user())
 }

@@ -3,12 +3,15 @@
 //! A thin layer: clap definitions, reading files and the environment, printing tables.
 //! Planning lives in `sky-optimizer`, the task format in `sky-spec`.
 
+mod agentcfg;
 mod check;
 mod clouds;
+mod cluster;
 mod exit;
 mod gpus;
 mod hostenv;
 mod launch;
+mod progress;
 mod table;
 mod taskload;
 mod validate;
@@ -131,6 +134,156 @@ pub struct LaunchArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The cluster to run on.
+    pub cluster: String,
+    /// A task YAML, or a command to run.
+    #[arg(
+        value_name = "YAML|COMMAND",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub entrypoint: Vec<String>,
+    /// Do not stream the job's output.
+    #[arg(short = 'd', long = "detach-run")]
+    pub detach_run: bool,
+    #[command(flatten)]
+    pub task: TaskOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Clusters to show (default: all).
+    pub clusters: Vec<String>,
+    /// Show all details.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Ask the providers and agents for the truth first.
+    #[arg(short = 'r', long)]
+    pub refresh: bool,
+    /// Print the head node's address of one cluster.
+    #[arg(long)]
+    pub ip: bool,
+    /// Print the exposed endpoints of one cluster.
+    #[arg(long)]
+    pub endpoints: bool,
+}
+
+/// `stop`, `start`, `down`.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Cluster names.
+    pub clusters: Vec<String>,
+    /// All clusters.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Skip confirmation.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// (down) Forget the cluster even if the provider fails to terminate it.
+    #[arg(short = 'p', long)]
+    pub purge: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AutostopArgs {
+    pub clusters: Vec<String>,
+    /// All clusters.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Idle minutes before autostop (default 5).
+    #[arg(short = 'i', long = "idle-minutes")]
+    pub idle_minutes: Option<i64>,
+    /// Cancel autostop.
+    #[arg(long)]
+    pub cancel: bool,
+    /// Tear down instead of stopping.
+    #[arg(long)]
+    pub down: bool,
+    /// What counts as activity: jobs_and_ssh (default), jobs, none.
+    #[arg(long = "wait-for")]
+    pub wait_for: Option<String>,
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// Clusters (default: all).
+    pub clusters: Vec<String>,
+    /// Hide finished jobs.
+    #[arg(short = 's', long = "skip-finished")]
+    pub skip_finished: bool,
+    /// Jobs of all users.
+    #[arg(short = 'a', long = "all-users", visible_alias = "all")]
+    pub all_users: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    pub cluster: String,
+    /// Job IDs (default: the latest).
+    pub job_ids: Vec<u64>,
+    /// Print the job's status and exit with its code (0, 100 failed, 101 not finished, 102 not found, 103 cancelled).
+    #[arg(long)]
+    pub status: bool,
+    /// Follow the log until the job ends (default).
+    #[arg(long, overrides_with = "no_follow")]
+    pub follow: bool,
+    /// Print what is there and exit.
+    #[arg(long = "no-follow")]
+    pub no_follow: bool,
+    /// Only the last N lines.
+    #[arg(long)]
+    pub tail: Option<usize>,
+    /// The provisioning log instead.
+    #[arg(long)]
+    pub provision: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    pub cluster: String,
+    pub job_ids: Vec<u64>,
+    /// Cancel every job.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    pub cluster: String,
+    /// Run this command instead of an interactive shell.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CostReportArgs {
+    /// Only clusters launched in the last N days.
+    #[arg(long)]
+    pub days: Option<u32>,
+}
+
+/// `sky agent serve|mark-orphans` (run on nodes by the launcher).
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    pub action: String,
+    #[arg(long)]
+    pub ip: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    pub rank: u32,
+    #[arg(long)]
+    pub head: bool,
+    /// Relative paths are under HOME.
+    #[arg(long = "cluster-file")]
+    pub cluster_file: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct ValidateArgs {
     /// Task YAML files to check.
     #[arg(required = true, value_name = "FILE")]
@@ -193,7 +346,6 @@ struct Later {
 }
 
 #[derive(Debug, Subcommand)]
-#[expect(clippy::large_enum_variant, reason = "parsed once per process")]
 enum Command {
     /// Launch a cluster and run a task (`--dryrun` plans only).
     Launch(LaunchArgs),
@@ -208,28 +360,31 @@ enum Command {
     #[command(subcommand)]
     Gpus(GpusCommand),
     /// Run a task on an existing cluster.
-    Exec(Later),
+    Exec(ExecArgs),
     /// Show clusters.
-    Status(Later),
+    Status(StatusArgs),
     /// Stop clusters.
-    Stop(Later),
+    Stop(ClusterArgs),
     /// Restart stopped clusters.
-    Start(Later),
+    Start(ClusterArgs),
     /// Tear down clusters.
-    Down(Later),
+    Down(ClusterArgs),
     /// Schedule a cluster's autostop.
-    Autostop(Later),
+    Autostop(AutostopArgs),
     /// Show a cluster's job queue.
-    Queue(Later),
+    Queue(QueueArgs),
     /// Show a job's logs.
-    Logs(Later),
+    Logs(LogsArgs),
     /// Cancel jobs on a cluster.
-    Cancel(Later),
+    Cancel(CancelArgs),
     /// Open a shell on a cluster's head node.
-    Ssh(Later),
+    Ssh(SshArgs),
     /// Show the cost of clusters.
     #[command(name = "cost-report")]
-    CostReport(Later),
+    CostReport(CostReportArgs),
+    /// The node agent (started on nodes by `sky launch`).
+    #[command(hide = true)]
+    Agent(AgentArgs),
     /// Managed jobs.
     Jobs(Later),
     /// Services.
@@ -245,26 +400,27 @@ pub fn not_available(what: &str, arrives_with: &str) -> i32 {
 }
 
 fn main() -> ExitCode {
+    let command_line = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     let cli = Cli::parse();
     let env = HostEnv::from_process();
     let code = match cli.command {
-        Command::Launch(args) => launch::run(&env, &args),
+        Command::Launch(args) if args.dryrun => launch::run(&env, &args),
+        Command::Launch(args) => cluster::launch(&env, &args, format!("sky {command_line}")),
         Command::Validate(args) => validate::run(&env, &args),
         Command::Check(args) => check::run(&env, &args),
         Command::ShowGpus(args) | Command::Gpus(GpusCommand::List(args)) => gpus::run(&env, &args),
-        Command::Exec(_) => not_available("exec", "the local cloud and cluster lifecycle"),
-        Command::Status(_) => not_available("status", "the local cloud and cluster lifecycle"),
-        Command::Stop(_) => not_available("stop", "the local cloud and cluster lifecycle"),
-        Command::Start(_) => not_available("start", "the local cloud and cluster lifecycle"),
-        Command::Down(_) => not_available("down", "the local cloud and cluster lifecycle"),
-        Command::Autostop(_) => not_available("autostop", "the local cloud and cluster lifecycle"),
-        Command::Queue(_) => not_available("queue", "the local cloud and cluster lifecycle"),
-        Command::Logs(_) => not_available("logs", "the local cloud and cluster lifecycle"),
-        Command::Cancel(_) => not_available("cancel", "the local cloud and cluster lifecycle"),
-        Command::Ssh(_) => not_available("ssh", "the local cloud and cluster lifecycle"),
-        Command::CostReport(_) => {
-            not_available("cost-report", "the local cloud and cluster lifecycle")
-        }
+        Command::Exec(args) => cluster::exec(&env, &args, format!("sky {command_line}")),
+        Command::Status(args) => cluster::status(&env, &args),
+        Command::Stop(args) => cluster::lifecycle(&env, "stop", &args),
+        Command::Start(args) => cluster::lifecycle(&env, "start", &args),
+        Command::Down(args) => cluster::lifecycle(&env, "down", &args),
+        Command::Autostop(args) => cluster::autostop(&env, &args),
+        Command::Queue(args) => cluster::queue(&env, &args),
+        Command::Logs(args) => cluster::logs(&env, &args),
+        Command::Cancel(args) => cluster::cancel(&env, &args),
+        Command::Ssh(args) => cluster::ssh(&env, &args),
+        Command::CostReport(args) => cluster::cost_report(&env, &args),
+        Command::Agent(args) => cluster::agent(&env, &args),
         Command::Jobs(_) => not_available("jobs", "managed jobs"),
         Command::Serve(_) => not_available("serve", "serving"),
         Command::Storage(_) => not_available("storage", "storage"),

@@ -34,8 +34,15 @@ impl Home {
         home
     }
 
+    /// The six catalog clouds enabled, as in SkyPilot's oracle runs (the local cloud, on by
+    /// default, is excluded by `allowed_clouds`).
     fn all() -> Home {
-        Home::new(&["aws", "gcp", "azure", "lambda", "runpod", "vast"])
+        let h = Home::new(&["aws", "gcp", "azure", "lambda", "runpod", "vast"]);
+        h.write(
+            ".sky/config.yaml",
+            "allowed_clouds: [aws, gcp, azure, lambda, runpod, vast]\n",
+        );
+        h
     }
 
     fn write(&self, rel: &str, body: &str) {
@@ -381,7 +388,9 @@ fn a_command_can_be_planned_too() {
 
 #[test]
 fn no_enabled_cloud_says_how_to_fix() {
-    let o = Home::new(&[]).sky(&["launch", "--dryrun", "-y", "examples/gpu_a100.yaml"]);
+    let home = Home::new(&[]);
+    home.write(".sky/config.yaml", "allowed_clouds: [aws]\n");
+    let o = home.sky(&["launch", "--dryrun", "-y", "examples/gpu_a100.yaml"]);
     let (_, err) = text(&o);
     assert_eq!(code(&o), 4);
     assert!(err.contains("sky check"), "{err}");
@@ -398,11 +407,14 @@ fn nothing_fits_names_request_and_close_names() {
 #[test]
 fn check_reports_reason_and_fix() {
     let home = Home::new(&["aws", "lambda"]);
-    home.write(".sky/config.yaml", "allowed_clouds: [aws]\n");
+    home.write(".sky/config.yaml", "allowed_clouds: [aws, local]\n");
     let o = home.sky(&["check"]);
     let (out, err) = text(&o);
     assert_eq!(code(&o), 0, "{err}");
-    assert!(out.contains("AWS: enabled"), "{out}");
+    assert!(
+        out.contains("AWS: enabled") && out.contains("Local: enabled"),
+        "{out}"
+    );
     assert!(
         out.contains("Lambda: disabled") && out.contains("allowed_clouds"),
         "{out}"
@@ -434,8 +446,18 @@ fn show_gpus_lists_prices() {
 
 #[test]
 fn later_commands_say_so() {
-    let o = Home::new(&[]).sky(&["status"]);
+    let o = Home::new(&[]).sky(&["jobs", "launch", "x.yaml"]);
     let (_, err) = text(&o);
     assert_eq!(code(&o), 5);
     assert!(err.contains("not available yet"), "{err}");
 }
+
+#[test]
+fn with_no_credentials_the_local_cloud_plans() {
+    let o = Home::new(&[]).sky(&["launch", "--dryrun", "-y", "examples/hello.yaml"]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 0, "{out}{err}");
+    assert!(out.contains("Local (local)") && out.contains("✔"), "{out}");
+}
+
+mod clusters;

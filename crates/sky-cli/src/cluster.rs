@@ -1,0 +1,901 @@
+//! Cluster commands: launch (for real), exec, status, stop, start, down, autostop, queue,
+//! logs, cancel, ssh, cost-report, and the hidden `agent` entry point run on nodes.
+
+use std::{io::Write, sync::Arc};
+
+use sky_launch::{Attempt, Backend, LaunchError, LaunchOptions, Reporter};
+use sky_provider::ProviderRegistry;
+use sky_spec::TaskFile;
+use sky_state::StateDb;
+
+use crate::{
+    ClusterArgs, exit,
+    hostenv::HostEnv,
+    progress::Progress,
+    taskload::{self, indent},
+};
+
+/// The providers this build can provision on, as the user's config allows: the local cloud
+/// (enabled by default; `allowed_clouds` can exclude it).
+pub fn providers(
+    env: &HostEnv,
+    config: &sky_spec::sky_config::SkyConfig,
+) -> Result<ProviderRegistry, String> {
+    let mut registry = ProviderRegistry::new();
+    let local_allowed = config
+        .allowed_clouds
+        .as_ref()
+        .is_none_or(|a| a.iter().any(|c| c == "local"));
+    if local_allowed {
+        let local_cfg = sky_cloud_local::LocalConfig::from_json(
+            config.raw.get("local").unwrap_or(&serde_json::Value::Null),
+        )
+        .map_err(|e| {
+            format!(
+                "invalid `local:` section in {}: {e}",
+                env.config_path().display()
+            )
+        })?;
+        let sky_binary =
+            std::env::current_exe().map_err(|e| format!("failed to find the sky binary: {e}"))?;
+        registry.register(Arc::new(sky_cloud_local::LocalProvider::new(
+            env.sky_dir().join("local"),
+            local_cfg,
+            sky_binary,
+        )));
+    }
+    Ok(registry)
+}
+
+/// Builds the backend: state database, providers (the local cloud), the catalog they plan on.
+pub async fn backend(env: &HostEnv) -> Result<Backend, String> {
+    let config = crate::clouds::load_config(env)?;
+    let sky_dir = env.sky_dir();
+    std::fs::create_dir_all(&sky_dir)
+        .map_err(|e| format!("failed to create {}: {e}", sky_dir.display()))?;
+    let url = config
+        .db
+        .clone()
+        .or_else(|| env.var("SKYPILOT_DB_CONNECTION_URI").map(String::from))
+        .unwrap_or_else(|| format!("sqlite://{}", sky_dir.join("state.db").display()));
+    let state = StateDb::open(&url)
+        .await
+        .map_err(|e| format!("failed to open the state database {url}: {e}"))?;
+    let registry = providers(env, &config)?;
+    let enabled: Vec<String> = registry.ids();
+    let sky_binary =
+        std::env::current_exe().map_err(|e| format!("failed to find the sky binary: {e}"))?;
+    // The agents run with HOME = their node; the autostop hook needs the client's.
+    let mut hook_env = vec![(
+        "SKY_CLIENT_HOME".to_string(),
+        env.home.display().to_string(),
+    )];
+    if let Some(s) = env.var("SKY_HOME") {
+        hook_env.push(("SKY_CLIENT_SKY_HOME".into(), s.to_string()));
+    }
+    if let Some(s) = env.var("SKYPILOT_CONFIG") {
+        hook_env.push(("SKY_CLIENT_CONFIG".into(), s.to_string()));
+    }
+    Ok(Backend {
+        registry,
+        state,
+        catalog: Default::default(),
+        enabled_clouds: enabled,
+        sky_binary,
+        hook_env,
+        user: env.user(),
+    })
+}
+
+/// Runs an async command body on a small runtime, with Ctrl-C turning into a clean message.
+pub fn block_on<F: std::future::Future<Output = i32>>(f: F) -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("failed to start the async runtime: {e}");
+            return exit::FAILURE;
+        }
+    };
+    rt.block_on(async {
+        tokio::select! {
+            code = f => code,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("\nInterrupted. State is consistent: `sky status` shows what exists, `sky down NAME` removes a half-launched cluster.");
+                130
+            }
+        }
+    })
+}
+
+fn report(e: &LaunchError) -> i32 {
+    eprintln!("{e}");
+    match e {
+        LaunchError::Invalid(_) | LaunchError::NoSuchCluster(_) => exit::INVALID_INPUT,
+        LaunchError::NoResources { .. } | LaunchError::Stopped { .. } => exit::NO_RESOURCES,
+        _ => exit::FAILURE,
+    }
+}
+
+/// The reporter the CLI uses: a spinner on a terminal, plain lines otherwise; with a cluster,
+/// every line is also appended to `~/.sky/logs/<cluster>/provision.log` (`sky logs --provision`).
+struct CliReporter {
+    progress: Progress,
+    log: Option<std::sync::Mutex<std::fs::File>>,
+}
+
+impl CliReporter {
+    fn record(&self, line: &str) {
+        if let Some(f) = &self.log
+            && let Ok(mut f) = f.lock()
+        {
+            let _ = writeln!(f, "[{}] {line}", sky_launch::now());
+        }
+    }
+}
+
+impl Reporter for CliReporter {
+    fn step(&self, message: &str) {
+        self.record(message);
+        self.progress.step(message);
+    }
+    fn attempt_failed(&self, a: &Attempt) {
+        let line = format!(
+            "Failed to provision on {} ({}): {}. Trying the next placement.",
+            a.infra, a.resources, a.reason
+        );
+        self.record(&line);
+        self.progress.line(&line);
+    }
+    fn done(&self, message: &str) {
+        self.record(message);
+        self.progress.done(message);
+    }
+}
+
+fn reporter() -> CliReporter {
+    CliReporter {
+        progress: Progress::new(),
+        log: None,
+    }
+}
+
+/// A reporter that also keeps the cluster's provision log.
+fn reporter_for(env: &HostEnv, cluster: &str) -> CliReporter {
+    let dir = env.sky_dir().join("logs").join(cluster);
+    let log = std::fs::create_dir_all(&dir)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("provision.log"))
+        })
+        .ok()
+        .map(std::sync::Mutex::new);
+    CliReporter {
+        progress: Progress::new(),
+        log,
+    }
+}
+
+fn stdout_sink() -> impl FnMut(&[u8]) + Send {
+    |b: &[u8]| {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(b);
+        let _ = out.flush();
+    }
+}
+
+/// Follows a job's logs until it ends; returns SkyPilot's job exit code.
+async fn follow_job(backend: &Backend, cluster: &str, job: u64) -> i32 {
+    eprintln!(
+        "Job submitted, ID: {job}. Streaming logs (Ctrl-C stops streaming; the job keeps running)."
+    );
+    let mut sink = stdout_sink();
+    match backend
+        .logs(cluster, Some(job), true, None, &mut sink)
+        .await
+    {
+        Ok(rec) => {
+            let status = rec.as_ref().map(|r| r.status);
+            match &rec {
+                Some(r) => eprintln!(
+                    "Job {job} finished (status: {}{}).",
+                    r.status,
+                    exit_codes_suffix(&r.exit_codes)
+                ),
+                None => eprintln!("Job {job} is not in the queue of {cluster}."),
+            }
+            sky_launch::job_exit_code(status)
+        }
+        Err(e) => report(&e),
+    }
+}
+
+fn exit_codes_suffix(codes: &[i32]) -> String {
+    if codes.iter().all(|c| *c == 0) {
+        String::new()
+    } else {
+        format!(
+            ", exit code{} {}",
+            if codes.len() == 1 { "" } else { "s" },
+            codes
+                .iter()
+                .map(i32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+/// `sky launch` without `--dryrun`.
+pub fn launch(env: &HostEnv, args: &crate::LaunchArgs, command_line: String) -> i32 {
+    let (path, file) = match taskload::load(env, &args.entrypoint, &args.task) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{}", e.message);
+            return exit::INVALID_INPUT;
+        }
+    };
+    let task = match file {
+        TaskFile::Task(t) => *t,
+        TaskFile::Pipeline(p) => {
+            eprintln!(
+                "{} is a pipeline of {} tasks; sky launch runs a single task. Run pipelines as managed jobs: sky jobs launch {}",
+                path.as_deref().unwrap_or("the task"),
+                p.tasks.len(),
+                path.as_deref().unwrap_or("FILE")
+            );
+            return exit::INVALID_INPUT;
+        }
+    };
+    if let Err(e) = sky_launch::local_uploads(&task) {
+        return report(&e);
+    }
+    let cluster = args
+        .cluster
+        .clone()
+        .unwrap_or_else(|| crate::launch::generated_cluster_name(env));
+    block_on(async {
+        let backend = match backend(env).await {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("{e}");
+                return exit::INVALID_INPUT;
+            }
+        };
+        let problems = sky_optimizer::validate_task(backend.catalog(), &task);
+        if !problems.is_empty() {
+            eprintln!(
+                "invalid task:\n{}",
+                indent(&sky_spec::Diagnostics(problems).to_string())
+            );
+            return exit::INVALID_INPUT;
+        }
+        if let Some(p) = &path {
+            eprintln!("YAML to run: {p}");
+        }
+        // Show the plan for a new cluster, as SkyPilot does.
+        if backend
+            .state
+            .get_cluster(&cluster)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            let enabled: Vec<&str> = backend.enabled_clouds.iter().map(String::as_str).collect();
+            match sky_optimizer::optimize_task(backend.catalog(), &task, &enabled, &[]) {
+                Ok(plan) => eprint!("{}", crate::launch::render_plan(&plan, &cluster)),
+                Err(sky_optimizer::OptimizeError::NoResources { message }) => {
+                    eprintln!("{message}");
+                    return exit::NO_RESOURCES;
+                }
+                Err(e) => {
+                    eprintln!("failed to plan the task: {e}");
+                    return exit::FAILURE;
+                }
+            }
+            if !args.yes
+                && !crate::progress::confirm(&format!(
+                    "Launching a new cluster '{cluster}'. Proceed?"
+                ))
+            {
+                eprintln!("Aborted.");
+                return exit::FAILURE;
+            }
+        }
+        let opts = LaunchOptions {
+            cluster: cluster.clone(),
+            retry_until_up: args.retry_until_up,
+            no_setup: args.no_setup,
+            idle_minutes: args.idle_minutes,
+            down: args.down,
+            command_line,
+        };
+        let rep = reporter_for(env, &cluster);
+        let submitted = match backend.launch(&task, &opts, &rep).await {
+            Ok(s) => s,
+            Err(e) => return report(&e),
+        };
+        if args.detach_run {
+            eprintln!(
+                "Job submitted, ID: {}. `sky logs {cluster} {}` streams it.",
+                submitted.job_id, submitted.job_id
+            );
+            return exit::OK;
+        }
+        follow_job(&backend, &cluster, submitted.job_id).await
+    })
+}
+
+/// `sky exec`.
+pub fn exec(env: &HostEnv, args: &crate::ExecArgs, command_line: String) -> i32 {
+    let (_, file) = match taskload::load(env, &args.entrypoint, &args.task) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{}", e.message);
+            return exit::INVALID_INPUT;
+        }
+    };
+    let TaskFile::Task(task) = file else {
+        eprintln!("sky exec runs a single task; run pipelines with `sky jobs launch`");
+        return exit::INVALID_INPUT;
+    };
+    if let Err(e) = sky_launch::local_uploads(&task) {
+        return report(&e);
+    }
+    block_on(async {
+        let backend = match backend(env).await {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("{e}");
+                return exit::INVALID_INPUT;
+            }
+        };
+        let rep = reporter();
+        let submitted = match backend
+            .exec(&args.cluster, &task, &command_line, &rep)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return report(&e),
+        };
+        if args.detach_run {
+            eprintln!(
+                "Job submitted, ID: {}. `sky logs {} {}` streams it.",
+                submitted.job_id, args.cluster, submitted.job_id
+            );
+            return exit::OK;
+        }
+        follow_job(&backend, &args.cluster, submitted.job_id).await
+    })
+}
+
+fn ago(now: i64, then: i64) -> String {
+    let d = (now - then).max(0);
+    if d < 60 {
+        format!("{d} secs ago")
+    } else if d < 3600 {
+        format!("{} mins ago", d / 60)
+    } else if d < 86400 {
+        format!("{} hrs ago", d / 3600)
+    } else {
+        format!("{} days ago", d / 86400)
+    }
+}
+
+fn duration(secs: i64) -> String {
+    let s = secs.max(0);
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{}m {}s", s / 60, s % 60)
+    } else {
+        format!("{}h {}m", s / 3600, (s % 3600) / 60)
+    }
+}
+
+/// `sky status`.
+pub fn status(env: &HostEnv, args: &crate::StatusArgs) -> i32 {
+    block_on(async {
+        let backend = match backend(env).await {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("{e}");
+                return exit::INVALID_INPUT;
+            }
+        };
+        let mut records = match backend.state.list_clusters().await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("failed to read clusters: {e}");
+                return exit::FAILURE;
+            }
+        };
+        if !args.clusters.is_empty() {
+            for c in &args.clusters {
+                if !records.iter().any(|r| &r.name == c) {
+                    eprintln!("cluster `{c}` does not exist; `sky status` lists the clusters");
+                    return exit::INVALID_INPUT;
+                }
+            }
+            records.retain(|r| args.clusters.contains(&r.name));
+        }
+        if args.refresh {
+            let mut fresh = Vec::new();
+            for r in &records {
+                match backend.refresh(&r.name).await {
+                    Ok(Some(x)) => fresh.push(x),
+                    Ok(None) => {
+                        eprintln!("Cluster {} no longer exists (removed from state).", r.name)
+                    }
+                    Err(e) => {
+                        eprintln!("failed to refresh {}: {e}", r.name);
+                        fresh.push(r.clone());
+                    }
+                }
+            }
+            records = fresh;
+        }
+        if args.ip || args.endpoints {
+            let [one] = records.as_slice() else {
+                eprintln!("--ip and --endpoints need exactly one cluster: `sky status --ip NAME`");
+                return exit::USAGE;
+            };
+            let h = match Backend::stored_handle(one) {
+                Ok(h) => h,
+                Err(e) => return report(&e),
+            };
+            if args.ip {
+                println!("{}", h.ips.first().cloned().unwrap_or_default());
+            } else {
+                let head = h.ips.first().cloned().unwrap_or_default();
+                let ports: Vec<String> =
+                    h.ports.iter().map(|p| format!("{p}: {head}:{p}")).collect();
+                if ports.is_empty() {
+                    println!("No endpoints exposed; add `ports:` to the task's resources.");
+                }
+                for p in ports {
+                    println!("{p}");
+                }
+            }
+            return exit::OK;
+        }
+        let now = sky_launch::now();
+        if records.is_empty() {
+            println!("No existing clusters.");
+            return exit::OK;
+        }
+        println!("Clusters");
+        let mut t = crate::gpus::plain_table(&[
+            "NAME",
+            "LAUNCHED",
+            "INFRA",
+            "RESOURCES",
+            "STATUS",
+            "AUTOSTOP",
+            "LAST_USE",
+        ]);
+        for r in &records {
+            let infra = match &r.zone {
+                Some(z) => format!(
+                    "{} ({}/{z})",
+                    crate::clouds::display_name(&r.cloud),
+                    r.region
+                ),
+                None => format!("{} ({})", crate::clouds::display_name(&r.cloud), r.region),
+            };
+            let autostop = match &r.autostop {
+                Some(a) => format!("{}m{}", a.idle_minutes, if a.down { " (down)" } else { "" }),
+                None => "-".into(),
+            };
+            t.add_row([
+                r.name.clone(),
+                ago(now, r.launched_at),
+                infra,
+                r.resources_str.clone(),
+                r.status.to_string(),
+                autostop,
+                r.last_use.clone(),
+            ]);
+        }
+        crate::gpus::print_table(&t);
+        exit::OK
+    })
+}
+
+/// Names from the arguments, or every cluster with `-a`.
+async fn targets(backend: &Backend, names: &[String], all: bool) -> Result<Vec<String>, i32> {
+    if all {
+        return backend
+            .state
+            .list_clusters()
+            .await
+            .map(|v| v.into_iter().map(|r| r.name).collect())
+            .map_err(|e| {
+                eprintln!("failed to read clusters: {e}");
+                exit::FAILURE
+            });
+    }
+    if names.is_empty() {
+        eprintln!("name a cluster, or pass -a/--all");
+        return Err(exit::USAGE);
+    }
+    Ok(names.to_vec())
+}
+
+/// `sky stop`, `sky start`, `sky down`.
+pub fn lifecycle(env: &HostEnv, what: &str, args: &ClusterArgs) -> i32 {
+    block_on(async {
+        let backend = match backend(env).await {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("{e}");
+                return exit::INVALID_INPUT;
+            }
+        };
+        let names = match targets(&backend, &args.clusters, args.all).await {
+            Ok(n) => n,
+            Err(code) => return code,
+        };
+        let rep = reporter();
+        let mut code = exit::OK;
+        for name in names {
+            let r = match what {
+                "stop" => backend.stop(&name, &rep).await,
+                "start" => backend
+                    .start(&name, &reporter_for(env, &name))
+                    .await
+                    .map(|_| ()),
+                _ => backend.down(&name, args.purge, &rep).await,
+            };
+            if let Err(e) = r {
+                code = report(&e);
+            }
+        }
+        code
+    })
+}
+
+/// `sky autostop`.
+pub fn autostop(env: &HostEnv, args: &crate::AutostopArgs) -> i32 {
+    block_on(async {
+        let backend = match backend(env).await {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("{e}");
+                return exit::INVALID_INPUT;
+            }
+        };
+        let names = match targets(&backend, &args.clusters, args.all).await {
+            Ok(n) => n,
+            Err(code) => return code,
+        };
+        let idle = if args.cancel {
+            -1
+        } else {
+            args.idle_minutes.unwrap_or(5)
+        };
+        let wait_for = match args.wait_for.as_deref() {
+            Some("jobs") => sky_agent::WaitFor::Jobs,
+            Some("none") => sky_agent::WaitFor::None,
+            Some("jobs_and_ssh") | None => sky_agent::WaitFor::JobsAndSsh,
+            Some(other) => {
+                eprintln!("--wait-for {other}: choose jobs_and_ssh, jobs or none");
+                return exit::USAGE;
+            }
+        };
+        let mut code = exit::OK;
+        for name in names {
+            match backend.set_autostop(&name, idle, args.down, wait_for).await {
+                Ok(()) if idle < 0 => eprintln!("Autostop cancelled for {name}."),
+                Ok(()) => eprintln!(
+                    "{name} will {} after {idle} idle minute{}.",
+                    if args.down { "be torn down" } else { "stop" },
+                    if idle == 1 { "" } else { "s" }
+                ),
+                Err(e) => code = report(&e),
+            }
+        }
+        code
+    })
+}
+
+/// `sky queue`.
+pub fn queue(env: &HostEnv, args: &crate::QueueArgs) -> i32 {
+    block_on(async {
+        let backend = match backend(env).await {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("{e}");
+                return exit::INVALID_INPUT;
+            }
+        };
+        let names = match targets(&backend, &args.clusters, args.clusters.is_empty()).await {
+            Ok(n) => n,
+            Err(code) => return code,
+        };
+        let now = sky_launch::now();
+        let mut code = exit::OK;
+        for name in names {
+            let jobs = match backend.queue(&name, !args.skip_finished).await {
+                Ok(j) => j,
+                Err(e) => {
+                    code = report(&e);
+                    continue;
+                }
+            };
+            println!("Job queue of cluster {name}");
+            let mut t = crate::gpus::plain_table(&[
+                "ID",
+                "NAME",
+                "USER",
+                "SUBMITTED",
+                "STARTED",
+                "DURATION",
+                "RESOURCES",
+                "STATUS",
+                "LOG",
+            ]);
+            for j in jobs.iter().rev() {
+                if args.skip_finished && j.status.is_terminal() {
+                    continue;
+                }
+                let secs = |t: f64| t as i64;
+                let started = j
+                    .started_at
+                    .map(|s| ago(now, secs(s)))
+                    .unwrap_or_else(|| "-".into());
+                let dur = match (j.started_at, j.ended_at) {
+                    (Some(s), Some(e)) => duration(secs(e) - secs(s)),
+                    (Some(s), None) => duration(now - secs(s)),
+                    _ => "-".into(),
+                };
+                t.add_row([
+                    j.id.to_string(),
+                    j.name.clone().unwrap_or_else(|| "-".into()),
+                    j.user.clone(),
+                    ago(now, secs(j.submitted_at)),
+                    started,
+                    dur,
+                    j.resources.clone(),
+                    j.status.to_string(),
+                    j.log_dir.clone(),
+                ]);
+            }
+            crate::gpus::print_table(&t);
+        }
+        code
+    })
+}
+
+/// `sky logs`.
+pub fn logs(env: &HostEnv, args: &crate::LogsArgs) -> i32 {
+    if args.provision {
+        let path = env
+            .sky_dir()
+            .join("logs")
+            .join(&args.cluster)
+            .join("provision.log");
+        return match std::fs::read_to_string(&path) {
+            Ok(t) => {
+                print!("{t}");
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!(
+                    "no provision log for `{}` at {}: {e}",
+                    args.cluster,
+                    path.display()
+                );
+                exit::INVALID_INPUT
+            }
+        };
+    }
+    block_on(async {
+        let backend = match backend(env).await {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("{e}");
+                return exit::INVALID_INPUT;
+            }
+        };
+        let job = args.job_ids.first().copied();
+        if args.status {
+            return match backend.queue(&args.cluster, true).await {
+                Ok(jobs) => {
+                    let want = job.or_else(|| jobs.iter().map(|j| j.id).max());
+                    let rec = jobs.iter().find(|j| Some(j.id) == want);
+                    match rec {
+                        Some(r) => println!("Job {}: {}", r.id, r.status),
+                        None => println!(
+                            "Job {} not found",
+                            want.map(|w| w.to_string()).unwrap_or_else(|| "-".into())
+                        ),
+                    }
+                    sky_launch::job_exit_code(rec.map(|r| r.status))
+                }
+                Err(e) => report(&e),
+            };
+        }
+        let mut sink = stdout_sink();
+        match backend
+            .logs(&args.cluster, job, !args.no_follow, args.tail, &mut sink)
+            .await
+        {
+            Ok(rec) => sky_launch::job_exit_code(rec.map(|r| r.status)),
+            Err(e) => report(&e),
+        }
+    })
+}
+
+/// `sky cancel`.
+pub fn cancel(env: &HostEnv, args: &crate::CancelArgs) -> i32 {
+    if args.job_ids.is_empty() && !args.all {
+        eprintln!(
+            "name job IDs to cancel, or pass -a/--all: `sky cancel {} 3 4`",
+            args.cluster
+        );
+        return exit::USAGE;
+    }
+    block_on(async {
+        let backend = match backend(env).await {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("{e}");
+                return exit::INVALID_INPUT;
+            }
+        };
+        match backend
+            .cancel(&args.cluster, args.job_ids.clone(), args.all)
+            .await
+        {
+            Ok(ids) if ids.is_empty() => {
+                eprintln!("No job to cancel on {}.", args.cluster);
+                exit::OK
+            }
+            Ok(ids) => {
+                eprintln!(
+                    "Cancelled job{} {} on {}.",
+                    if ids.len() == 1 { "" } else { "s" },
+                    ids.iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    args.cluster
+                );
+                exit::OK
+            }
+            Err(e) => report(&e),
+        }
+    })
+}
+
+/// `sky ssh CLUSTER [COMMAND]`: a shell (or one command) on the head node.
+pub fn ssh(env: &HostEnv, args: &crate::SshArgs) -> i32 {
+    block_on(async {
+        let backend = match backend(env).await {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("{e}");
+                return exit::INVALID_INPUT;
+            }
+        };
+        let (p, h, nodes) = match backend.nodes(&args.cluster).await {
+            Ok(x) => x,
+            Err(e) => return report(&e),
+        };
+        let Some(head) = nodes.first() else {
+            eprintln!(
+                "cluster `{}` has no nodes; `sky status -r {}` refreshes it",
+                args.cluster, args.cluster
+            );
+            return exit::FAILURE;
+        };
+        let runner = match p.command_runner(&h.provider, head) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{e}");
+                return exit::FAILURE;
+            }
+        };
+        let Some(home) = runner.node_home() else {
+            eprintln!(
+                "sky ssh for {} clusters arrives with the SSH runtime",
+                h.provider.cloud
+            );
+            return exit::NOT_AVAILABLE;
+        };
+        crate::hostenv::interactive_shell(&home, &args.command)
+    })
+}
+
+/// `sky cost-report`.
+pub fn cost_report(env: &HostEnv, _args: &crate::CostReportArgs) -> i32 {
+    block_on(async {
+        let backend = match backend(env).await {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("{e}");
+                return exit::INVALID_INPUT;
+            }
+        };
+        let rows = match backend.state.cost_report(sky_launch::now()).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("failed to read the cost report: {e}");
+                return exit::FAILURE;
+            }
+        };
+        let mut t = crate::gpus::plain_table(&[
+            "NAME",
+            "LAUNCHED",
+            "DURATION",
+            "RESOURCES",
+            "STATUS",
+            "COST (est.)",
+        ]);
+        let now = sky_launch::now();
+        for r in rows {
+            t.add_row([
+                r.name.clone(),
+                ago(now, r.launched_at),
+                duration(r.duration_seconds),
+                r.resources_str.clone(),
+                r.status
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "TERMINATED".into()),
+                format!("$ {:.2}", r.total_cost),
+            ]);
+        }
+        crate::gpus::print_table(&t);
+        exit::OK
+    })
+}
+
+/// `sky agent serve|mark-orphans` (runs on nodes; hidden).
+pub fn agent(env: &HostEnv, args: &crate::AgentArgs) -> i32 {
+    match args.action.as_str() {
+        "serve" => {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("failed to start the agent runtime: {e}");
+                    return exit::FAILURE;
+                }
+            };
+            let cfg = match crate::agentcfg::config(env, args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return exit::INVALID_INPUT;
+                }
+            };
+            match rt.block_on(sky_agent::serve(cfg, None)) {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    eprintln!("agent failed: {e}");
+                    exit::FAILURE
+                }
+            }
+        }
+        "mark-orphans" => match sky_agent::mark_orphans_failed_driver(&env.home) {
+            Ok(_) => exit::OK,
+            Err(e) => {
+                eprintln!("{e}");
+                exit::FAILURE
+            }
+        },
+        other => {
+            eprintln!("unknown agent action `{other}`: serve | mark-orphans");
+            exit::USAGE
+        }
+    }
+}

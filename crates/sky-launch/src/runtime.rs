@@ -1,0 +1,389 @@
+//! The runtime on provisioned nodes: starting the agents, syncing the workdir and local file
+//! mounts, checking that a task fits an existing cluster.
+
+use std::{net::SocketAddr, time::Duration};
+
+use sky_agent::AgentClient;
+use sky_provider::{CloudProvider, ClusterHandle, CommandRunner, InstanceInfo};
+use sky_spec::{FileMount, Task, Workdir};
+use sky_state::ClusterRecord;
+
+use crate::{Backend, LaunchError, Reporter, StoredHandle, failover::fmt_count};
+
+const AGENT_START_TIMEOUT: Duration = Duration::from_secs(15);
+
+async fn run_quiet(runner: &dyn CommandRunner, script: &str) -> Result<(i32, String), String> {
+    let mut out = Vec::new();
+    let code = runner
+        .run(script, &[], &mut |b: &[u8]| out.extend_from_slice(b))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((code, String::from_utf8_lossy(&out).into_owned()))
+}
+
+/// Starts the agent on every node (workers first, then the head with the cluster file) and
+/// returns the handle with the head agent's address.
+pub(crate) async fn start_agents(
+    backend: &Backend,
+    cluster: &str,
+    handle: ClusterHandle,
+    base: &StoredHandle,
+    rep: &dyn Reporter,
+) -> Result<StoredHandle, LaunchError> {
+    let p = backend.provider(&handle.cloud)?;
+    let nodes = p.query_instances(&handle).await.map_err(|e| {
+        LaunchError::Provider(format!("failed to list the nodes of `{cluster}`: {e}"))
+    })?;
+    if nodes.is_empty() {
+        return Err(LaunchError::Provider(format!(
+            "cluster `{cluster}` has no nodes at its provider"
+        )));
+    }
+    rep.step(&format!(
+        "Starting the agent on {} node{}",
+        nodes.len(),
+        if nodes.len() == 1 { "" } else { "s" }
+    ));
+    // Per-node capacity as the provider offers it in this zone.
+    let offering = p.offerings().into_iter().find(|o| {
+        o.region == handle.region
+            && (handle.zone.is_none() || o.zone == handle.zone)
+            && o.instance_type == handle.instance_type
+    });
+    let mut agent_addrs: Vec<Option<SocketAddr>> = vec![None; nodes.len()];
+    let mut runners = Vec::with_capacity(nodes.len());
+    for node in &nodes {
+        runners.push(p.command_runner(&handle, node).map_err(|e| {
+            LaunchError::Provider(format!(
+                "no runner for node {} of `{cluster}`: {e}",
+                node.rank
+            ))
+        })?);
+    }
+    // Workers first: the head needs their addresses.
+    for (i, node) in nodes.iter().enumerate().rev() {
+        let runner = runners[i].as_ref();
+        let head = i == 0;
+        if head {
+            let cluster_file =
+                cluster_file_json(cluster, &handle, &nodes, &agent_addrs, offering.as_ref());
+            let script = format!(
+                "mkdir -p ~/.sky && cat > ~/.sky/cluster.json <<'SKY_CLUSTER_EOF'\n{cluster_file}\nSKY_CLUSTER_EOF\n"
+            );
+            let (code, out) = run_quiet(runner, &script)
+                .await
+                .map_err(|e| agent_start_err(cluster, node, &e))?;
+            if code != 0 {
+                return Err(agent_start_err(cluster, node, &out));
+            }
+        }
+        let (code, out) = run_quiet(runner, "mkdir -p ~/.sky && rm -f ~/.sky/agent.addr")
+            .await
+            .map_err(|e| agent_start_err(cluster, node, &e))?;
+        if code != 0 {
+            return Err(agent_start_err(cluster, node, &out));
+        }
+        let mut argv = vec![
+            backend.sky_binary.display().to_string(),
+            "agent".into(),
+            "serve".into(),
+            "--ip".into(),
+            node.internal_ip.clone(),
+            "--rank".into(),
+            node.rank.to_string(),
+        ];
+        if head {
+            argv.extend([
+                "--head".into(),
+                "--cluster-file".into(),
+                ".sky/cluster.json".into(),
+            ]);
+        }
+        runner
+            .spawn_detached(&argv, &backend.hook_env, ".sky/agent.log")
+            .await
+            .map_err(|e| agent_start_err(cluster, node, &e.to_string()))?;
+        let addr = wait_agent_addr(runner)
+            .await
+            .map_err(|e| agent_start_err(cluster, node, &e))?;
+        agent_addrs[i] = Some(addr);
+    }
+    let head_addr = agent_addrs[0].ok_or_else(|| {
+        LaunchError::Provider(format!("the head agent of `{cluster}` did not start"))
+    })?;
+    // The CLI reaches the head agent through the runner (a forward for remote nodes).
+    let reachable = runners[0]
+        .forward_port(head_addr.port())
+        .await
+        .map_err(|e| agent_start_err(cluster, &nodes[0], &e.to_string()))?;
+    let client = AgentClient::connect(reachable)
+        .await
+        .map_err(|e| agent_start_err(cluster, &nodes[0], &e.to_string()))?;
+    client
+        .ping()
+        .await
+        .map_err(|e| agent_start_err(cluster, &nodes[0], &e.to_string()))?;
+    Ok(StoredHandle {
+        agent_addr: Some(reachable.to_string()),
+        ips: nodes.iter().map(|n| n.internal_ip.clone()).collect(),
+        node_accelerators: offering
+            .as_ref()
+            .and_then(|o| o.accelerator.clone())
+            .or_else(|| base.node_accelerators.clone()),
+        launched_resources: base.launched_resources.clone(),
+        ports: base.ports.clone(),
+        provider: handle,
+    })
+}
+
+fn agent_start_err(cluster: &str, node: &InstanceInfo, detail: &str) -> LaunchError {
+    LaunchError::Provider(format!(
+        "failed to start the agent on node {} ({}) of `{cluster}`: {}; see ~/.sky/agent.log on that node, and `sky down {cluster}` to clean up",
+        node.rank,
+        node.internal_ip,
+        detail.trim()
+    ))
+}
+
+async fn wait_agent_addr(runner: &dyn CommandRunner) -> Result<SocketAddr, String> {
+    let deadline = tokio::time::Instant::now() + AGENT_START_TIMEOUT;
+    loop {
+        let (code, out) = run_quiet(runner, "cat ~/.sky/agent.addr 2>/dev/null").await?;
+        if code == 0
+            && let Ok(a) = out.trim().parse::<SocketAddr>()
+        {
+            return Ok(a);
+        }
+        if tokio::time::Instant::now() > deadline {
+            let (_, log) = run_quiet(runner, "tail -n 20 ~/.sky/agent.log 2>/dev/null")
+                .await
+                .unwrap_or_default();
+            return Err(format!(
+                "the agent did not report its address within {}s; its log:\n{log}",
+                AGENT_START_TIMEOUT.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn cluster_file_json(
+    cluster: &str,
+    h: &ClusterHandle,
+    nodes: &[InstanceInfo],
+    addrs: &[Option<SocketAddr>],
+    offering: Option<&sky_provider::Offering>,
+) -> String {
+    let accelerators = offering
+        .and_then(|o| o.accelerator.clone())
+        .map(|(n, c)| serde_json::json!({ n: c }))
+        .unwrap_or_else(|| serde_json::json!({}));
+    let gpu_ids: Vec<u32> = offering
+        .and_then(|o| o.accelerator.as_ref())
+        .map(|(_, c)| (0..c.ceil() as u32).collect())
+        .unwrap_or_default();
+    let node_list: Vec<serde_json::Value> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            serde_json::json!({
+                "rank": n.rank,
+                "ip": n.internal_ip,
+                "agent_addr": addrs.get(i).copied().flatten().map(|a| a.to_string()),
+                "cpus": offering.map(|o| o.vcpus),
+                "memory_gb": offering.map(|o| o.memory_gib),
+                "accelerators": accelerators,
+                "gpu_ids": gpu_ids,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "name": cluster,
+        "cloud": h.cloud,
+        "region": h.region,
+        "zone": h.zone,
+        "nodes": node_list,
+    })
+    .to_string()
+}
+
+pub(crate) fn agent_addr(cluster: &str, h: &StoredHandle) -> Result<SocketAddr, LaunchError> {
+    h.agent_addr
+        .as_deref()
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| LaunchError::Agent {
+            cluster: cluster.to_string(),
+            detail: "no agent address recorded".into(),
+        })
+}
+
+pub(crate) async fn agent_alive(h: &StoredHandle) -> bool {
+    let Some(addr) = h
+        .agent_addr
+        .as_deref()
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+    else {
+        return false;
+    };
+    let ping = async {
+        let c = AgentClient::connect(addr).await.ok()?;
+        c.ping().await.ok()
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_millis(800), ping).await,
+        Ok(Some(_))
+    )
+}
+
+/// Marks the head's non-terminal jobs FAILED_DRIVER when its agent is gone.
+pub(crate) async fn mark_orphans(p: &dyn CloudProvider, h: &StoredHandle, nodes: &[InstanceInfo]) {
+    let Some(head) = nodes.first() else { return };
+    let Ok(runner) = p.command_runner(&h.provider, head) else {
+        return;
+    };
+    if let Some(home) = runner.node_home() {
+        let _ = sky_agent::mark_orphans_failed_driver(&home);
+    }
+}
+
+/// Uploads the workdir to `~/sky_workdir` and local file mounts to their destinations, on
+/// every node.
+pub(crate) async fn sync(
+    backend: &Backend,
+    task: &Task,
+    h: &StoredHandle,
+    rep: &dyn Reporter,
+) -> Result<(), LaunchError> {
+    let uploads = local_uploads(task)?;
+    if uploads.is_empty() {
+        return Ok(());
+    }
+    let p = backend.provider(&h.provider.cloud)?;
+    let nodes = p.query_instances(&h.provider).await.map_err(|e| {
+        LaunchError::Provider(format!(
+            "failed to list the nodes of `{}`: {e}",
+            h.provider.cluster_name
+        ))
+    })?;
+    for (src, dst) in &uploads {
+        rep.step(&format!(
+            "Syncing {} -> {dst} on {} node{}",
+            src.display(),
+            nodes.len(),
+            if nodes.len() == 1 { "" } else { "s" }
+        ));
+        for n in &nodes {
+            let runner = p
+                .command_runner(&h.provider, n)
+                .map_err(|e| LaunchError::Provider(e.to_string()))?;
+            runner.upload(src, dst).await.map_err(|e| {
+                LaunchError::Provider(format!(
+                    "failed to sync {} to {dst} on node {}: {e}",
+                    src.display(),
+                    n.rank
+                ))
+            })?;
+        }
+    }
+    rep.done("Synced workdir and file mounts");
+    Ok(())
+}
+
+/// The local (source, destination) pairs of a task. Bucket sources are refused until storage
+/// arrives; nothing is provisioned before this check runs in `launch`.
+pub fn local_uploads(task: &Task) -> Result<Vec<(std::path::PathBuf, String)>, LaunchError> {
+    let mut v = Vec::new();
+    match &task.workdir {
+        Some(Workdir::Path(p)) => {
+            let path = std::path::PathBuf::from(p);
+            if !path.is_dir() {
+                return Err(LaunchError::Invalid(format!(
+                    "workdir `{p}` is not a directory; fix `workdir:` in the task YAML or --workdir"
+                )));
+            }
+            v.push((path, "~/sky_workdir".to_string()));
+        }
+        Some(Workdir::Git { url, .. }) => {
+            return Err(LaunchError::Invalid(format!(
+                "workdir from git ({url}) is not available yet in sky-rs; clone it locally and use a path"
+            )));
+        }
+        None => {}
+    }
+    for (dst, m) in &task.file_mounts {
+        match m {
+            FileMount::Source(src) if !src.contains("://") => {
+                let path = std::path::PathBuf::from(src);
+                if !path.exists() {
+                    return Err(LaunchError::Invalid(format!(
+                        "file_mounts.{dst}: source `{src}` does not exist"
+                    )));
+                }
+                v.push((path, dst.clone()));
+            }
+            _ => {
+                return Err(LaunchError::Invalid(format!(
+                    "file_mounts.{dst}: buckets and storage objects are not available yet in sky-rs (they arrive with storage); use a local path"
+                )));
+            }
+        }
+    }
+    Ok(v)
+}
+
+/// Refuses a task that does not fit an existing cluster.
+pub(crate) fn check_compatible(
+    task: &Task,
+    rec: &ClusterRecord,
+    h: &StoredHandle,
+) -> Result<(), LaunchError> {
+    let cluster = &rec.name;
+    if task.num_nodes > h.provider.num_nodes {
+        return Err(LaunchError::Invalid(format!(
+            "the task asks for {} nodes but cluster `{cluster}` has {}; use a new cluster (`sky launch -c NEW ...`) or lower num_nodes",
+            task.num_nodes, h.provider.num_nodes
+        )));
+    }
+    let mut reasons = Vec::new();
+    for r in task.resources.candidates() {
+        let mut bad = Vec::new();
+        if let Some(c) = &r.cloud
+            && c != &h.provider.cloud
+        {
+            bad.push(format!("cloud {c} (cluster: {})", h.provider.cloud));
+        }
+        if let Some(reg) = &r.region
+            && reg != &h.provider.region
+        {
+            bad.push(format!("region {reg} (cluster: {})", h.provider.region));
+        }
+        if let Some(a) = &r.accelerators {
+            let have = h
+                .node_accelerators
+                .as_ref()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(&a.name))
+                .map(|(_, c)| *c)
+                .unwrap_or(0.0);
+            if have + 1e-9 < a.count {
+                bad.push(format!(
+                    "{}:{} (cluster nodes have {})",
+                    a.name,
+                    fmt_count(a.count),
+                    h.node_accelerators
+                        .as_ref()
+                        .map(|(n, c)| format!("{n}:{}", fmt_count(*c)))
+                        .unwrap_or_else(|| "no accelerators".into())
+                ));
+            }
+        }
+        if bad.is_empty() {
+            return Ok(());
+        }
+        reasons.push(bad.join(", "));
+    }
+    Err(LaunchError::Invalid(format!(
+        "the task's resources do not fit cluster `{cluster}` ({}): {}; launch it on a new cluster with `sky launch -c NEW ...`",
+        h.launched_resources,
+        reasons.join("; or ")
+    )))
+}

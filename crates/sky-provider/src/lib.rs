@@ -1,0 +1,679 @@
+//! sky-provider is the cloud plugin seam of sky-rs: the [`CloudProvider`] trait a cloud implements
+//! (provision, query, stop, start, terminate, ports, per-node [`CommandRunner`]s), the
+//! [`ProvisionError`] kinds and scopes that drive failover, the serialisable [`ClusterHandle`] that
+//! `sky-state` stores, the [`Offering`] rows a cloud without a bundled catalog plans on, and the
+//! explicit [`ProviderRegistry`] the CLI (or a test, or an embedder) builds. `sky-launch`,
+//! `sky-agent` and `sky-cli` use it through `Arc<dyn CloudProvider>`; cloud crates
+//! (`sky-cloud-local`, `sky-cloud-aws`, ...) implement it. It must not depend on any cloud SDK,
+//! on `sky-catalog`, or on `sky-state`; it only defines types and traits. The contract in words is
+//! `docs/specs/provider.md`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sky_spec::model::{PortRange, Resources};
+
+/// What a cloud can do, as data. The launcher and optimizer check it before asking for a
+/// capability; a provider whose feature is `false` keeps the trait's `NotSupported` default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FeatureSet {
+    /// `stop_instances` / `start_instances` work and keep the nodes' disks.
+    pub stop: bool,
+    /// Spot (preemptible) nodes can be requested (`ProvisionRequest::use_spot`).
+    pub spot: bool,
+    /// More than one node per cluster.
+    pub multi_node: bool,
+    /// `open_ports` makes ports reachable from the client.
+    pub open_ports: bool,
+    /// `image_id` is honoured.
+    pub custom_image: bool,
+    /// Tasks may run in a docker image (`image_id: docker:...`).
+    pub docker: bool,
+}
+
+/// Why provisioning failed; failover branches on it.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ProvisionErrorKind {
+    /// No capacity for the request where it was tried: move on (next zone/region/cloud).
+    Capacity,
+    /// A quota was hit: move on.
+    Quota,
+    /// Credentials are missing, expired or lack permission: stop failover and show the fix.
+    Auth,
+    /// The request or the cloud's configuration is invalid: stop failover and show the fix.
+    InvalidConfig,
+    /// The cloud cannot do what was asked (a feature, an instance type, an operation).
+    NotSupported,
+    /// A temporary error (rate limit, timeout, network): retry the same place with backoff.
+    Transient,
+    /// Anything else.
+    Other,
+}
+
+impl fmt::Display for ProvisionErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProvisionErrorKind::Capacity => "capacity",
+            ProvisionErrorKind::Quota => "quota",
+            ProvisionErrorKind::Auth => "auth",
+            ProvisionErrorKind::InvalidConfig => "invalid config",
+            ProvisionErrorKind::NotSupported => "not supported",
+            ProvisionErrorKind::Transient => "transient",
+            ProvisionErrorKind::Other => "other",
+        })
+    }
+}
+
+/// How much of the cloud a failure rules out: what failover blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum FailureScope {
+    /// Only the zone that was tried.
+    Zone,
+    /// The whole region that was tried.
+    Region,
+    /// Every region of this cloud.
+    Cloud,
+}
+
+impl fmt::Display for FailureScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FailureScope::Zone => "zone",
+            FailureScope::Region => "region",
+            FailureScope::Cloud => "cloud",
+        })
+    }
+}
+
+/// What failover does next with an error (see [`ProvisionError::action`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailoverAction {
+    /// Block `scope` and try the next candidate.
+    MoveOn(FailureScope),
+    /// Retry the same candidate after a backoff.
+    Retry,
+    /// Stop failover at once and report the error (with its fix).
+    Stop,
+}
+
+/// A provisioning error: its kind and scope drive failover; `message` is what the user reads
+/// (a lowercase fragment that reads well after "failed to provision: "), `fix` says what to do.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("{message}")]
+pub struct ProvisionError {
+    pub kind: ProvisionErrorKind,
+    pub scope: FailureScope,
+    pub message: String,
+    pub fix: Option<String>,
+}
+
+impl ProvisionError {
+    pub fn new(kind: ProvisionErrorKind, scope: FailureScope, message: impl Into<String>) -> Self {
+        ProvisionError {
+            kind,
+            scope,
+            message: message.into(),
+            fix: None,
+        }
+    }
+
+    /// Adds the text that tells the user how to fix it.
+    #[must_use]
+    pub fn with_fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = Some(fix.into());
+        self
+    }
+
+    pub fn capacity(scope: FailureScope, message: impl Into<String>) -> Self {
+        Self::new(ProvisionErrorKind::Capacity, scope, message)
+    }
+
+    pub fn quota(scope: FailureScope, message: impl Into<String>) -> Self {
+        Self::new(ProvisionErrorKind::Quota, scope, message)
+    }
+
+    /// Auth errors always rule out the whole cloud.
+    pub fn auth(message: impl Into<String>) -> Self {
+        Self::new(ProvisionErrorKind::Auth, FailureScope::Cloud, message)
+    }
+
+    pub fn invalid_config(scope: FailureScope, message: impl Into<String>) -> Self {
+        Self::new(ProvisionErrorKind::InvalidConfig, scope, message)
+    }
+
+    /// `what` is a fragment such as "stop on cloud kubernetes".
+    pub fn not_supported(what: impl Into<String>) -> Self {
+        Self::new(ProvisionErrorKind::NotSupported, FailureScope::Cloud, what)
+    }
+
+    pub fn transient(scope: FailureScope, message: impl Into<String>) -> Self {
+        Self::new(ProvisionErrorKind::Transient, scope, message)
+    }
+
+    pub fn other(message: impl Into<String>) -> Self {
+        Self::new(ProvisionErrorKind::Other, FailureScope::Cloud, message)
+    }
+
+    /// What failover does with this error: capacity and quota move on (blocking `scope`),
+    /// not-supported moves on too (the candidate cannot work here), transient retries, auth and
+    /// invalid config stop at once, anything else stops.
+    pub fn action(&self) -> FailoverAction {
+        match self.kind {
+            ProvisionErrorKind::Capacity
+            | ProvisionErrorKind::Quota
+            | ProvisionErrorKind::NotSupported => FailoverAction::MoveOn(self.scope),
+            ProvisionErrorKind::Transient => FailoverAction::Retry,
+            ProvisionErrorKind::Auth
+            | ProvisionErrorKind::InvalidConfig
+            | ProvisionErrorKind::Other => FailoverAction::Stop,
+        }
+    }
+
+    /// Message and fix on one line, for history tables and logs.
+    pub fn display_with_fix(&self) -> String {
+        match &self.fix {
+            Some(fix) => format!("{} (fix: {fix})", self.message),
+            None => self.message.clone(),
+        }
+    }
+}
+
+/// One provisioning attempt: a cluster in one region (and zone) of one cloud.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProvisionRequest {
+    /// The user's name (`sky launch -c NAME`).
+    pub cluster_name: String,
+    /// The name on the cloud (unique, cloud-safe; the launcher derives it).
+    pub cluster_name_on_cloud: String,
+    pub region: String,
+    /// `None`: the provider picks a zone of `region`.
+    pub zone: Option<String>,
+    pub num_nodes: u32,
+    pub instance_type: String,
+    pub use_spot: bool,
+    pub resources: Resources,
+    pub ports: Vec<PortRange>,
+}
+
+/// A node's lifecycle state as the cloud reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum InstanceState {
+    Pending,
+    Running,
+    Stopping,
+    Stopped,
+    Terminated,
+}
+
+impl fmt::Display for InstanceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InstanceState::Pending => "pending",
+            InstanceState::Running => "running",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Stopped => "stopped",
+            InstanceState::Terminated => "terminated",
+        })
+    }
+}
+
+/// One node of a cluster (rank 0 is the head).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceInfo {
+    pub instance_id: String,
+    pub rank: u32,
+    /// The address other nodes of the cluster reach this node at.
+    pub internal_ip: String,
+    /// The address the client reaches it at, when different or public.
+    pub external_ip: Option<String>,
+    pub state: InstanceState,
+}
+
+/// What a provider needs to find a cluster again (stored in sky-state as JSON).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClusterHandle {
+    /// The provider id ([`CloudProvider::id`]).
+    pub cloud: String,
+    pub cluster_name: String,
+    pub cluster_name_on_cloud: String,
+    pub region: String,
+    pub zone: Option<String>,
+    pub num_nodes: u32,
+    pub instance_type: String,
+    pub use_spot: bool,
+    /// Provider-specific data (opaque to everyone else).
+    #[serde(default)]
+    pub provider_config: serde_json::Value,
+}
+
+/// One row a cloud without a bundled catalog offers to the optimizer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Offering {
+    pub cloud: String,
+    pub region: String,
+    pub zone: Option<String>,
+    pub instance_type: String,
+    pub vcpus: f64,
+    pub memory_gib: f64,
+    /// Accelerator name and count per node.
+    pub accelerator: Option<(String, f64)>,
+    /// On-demand price per node-hour (USD).
+    pub price: f64,
+    /// Spot price per node-hour; `None` = no spot here.
+    pub spot_price: Option<f64>,
+}
+
+/// A cloud. Held as `Arc<dyn CloudProvider>`; new methods only ever arrive with defaults.
+#[async_trait]
+pub trait CloudProvider: Send + Sync + fmt::Debug + 'static {
+    /// Canonical lower-case id (`local`, `aws`, ...); equals [`ClusterHandle::cloud`].
+    fn id(&self) -> &str;
+
+    fn features(&self) -> FeatureSet;
+
+    /// Offerings for clouds without a bundled catalog (the optimizer plans on them).
+    fn offerings(&self) -> Vec<Offering> {
+        Vec::new()
+    }
+
+    /// Checks that credentials work; `Auth` errors carry the fix.
+    async fn check_credentials(&self) -> Result<(), ProvisionError> {
+        Ok(())
+    }
+
+    /// Creates (or resumes) the nodes; on error it MUST have cleaned up what it created.
+    async fn run_instances(&self, req: &ProvisionRequest) -> Result<ClusterHandle, ProvisionError>;
+
+    /// Waits until every node is running and reachable.
+    async fn wait_instances(&self, _h: &ClusterHandle) -> Result<(), ProvisionError> {
+        Ok(())
+    }
+
+    /// Nodes in rank order (empty = nothing exists).
+    async fn query_instances(&self, h: &ClusterHandle)
+    -> Result<Vec<InstanceInfo>, ProvisionError>;
+
+    /// Stops the nodes, keeping their disks.
+    async fn stop_instances(&self, _h: &ClusterHandle) -> Result<(), ProvisionError> {
+        Err(ProvisionError::not_supported(format!(
+            "stopping clusters on cloud {}",
+            self.id()
+        )))
+    }
+
+    /// Starts stopped nodes again.
+    async fn start_instances(&self, _h: &ClusterHandle) -> Result<(), ProvisionError> {
+        Err(ProvisionError::not_supported(format!(
+            "starting stopped clusters on cloud {}",
+            self.id()
+        )))
+    }
+
+    /// Idempotent: terminating twice, or a cluster that never existed, is Ok.
+    async fn terminate_instances(&self, h: &ClusterHandle) -> Result<(), ProvisionError>;
+
+    /// Makes `ports` reachable from the client. Nothing to open is always Ok.
+    async fn open_ports(
+        &self,
+        _h: &ClusterHandle,
+        ports: &[PortRange],
+    ) -> Result<(), ProvisionError> {
+        if ports.is_empty() {
+            Ok(())
+        } else {
+            Err(ProvisionError::not_supported(format!(
+                "opening ports on cloud {}",
+                self.id()
+            )))
+        }
+    }
+
+    /// Removes what `open_ports` created (called before termination).
+    async fn cleanup_ports(&self, _h: &ClusterHandle) -> Result<(), ProvisionError> {
+        Ok(())
+    }
+
+    /// A runner for one node (rank order as in `query_instances`).
+    fn command_runner(
+        &self,
+        h: &ClusterHandle,
+        node: &InstanceInfo,
+    ) -> Result<Arc<dyn CommandRunner>, ProvisionError>;
+}
+
+/// The result of a command (kept for callers that want a struct rather than the bare code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOutput {
+    pub exit_code: i32,
+}
+
+/// Errors of a [`CommandRunner`] (a command that ran and failed is not an error: it is an exit code).
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// An IO operation failed; `op` says which ("spawn bash on node 1", "copy a to b").
+    #[error("{op}: {source}")]
+    Io {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A path the runner refuses (outside the node, missing source, ...).
+    #[error("invalid path {path}: {reason}")]
+    InvalidPath { path: String, reason: String },
+    /// The node is not reachable (stopped, gone, connection refused).
+    #[error("node unreachable: {0}")]
+    Unreachable(String),
+    /// The runner cannot do this.
+    #[error("not supported: {0}")]
+    NotSupported(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl RunnerError {
+    pub fn io(op: impl Into<String>, source: std::io::Error) -> Self {
+        RunnerError::Io {
+            op: op.into(),
+            source,
+        }
+    }
+}
+
+/// Where [`CommandRunner::run`] sends output chunks. (An alias because `#[async_trait]` would
+/// otherwise rewrite the elided lifetime in `dyn FnMut(&[u8])`; implementers write
+/// `sink: &mut OutputSink<'_>`.)
+pub type OutputSink<'a> = dyn FnMut(&[u8]) + Send + 'a;
+
+/// Runs commands on one node.
+#[async_trait]
+pub trait CommandRunner: Send + Sync + fmt::Debug {
+    /// Runs `bash -c script` on the node with `env` added, cwd = the node's home; each output
+    /// chunk (stdout+stderr merged) goes to `sink`. Returns the exit code (128+N when killed by
+    /// signal N). Dropping the future kills the command.
+    async fn run(
+        &self,
+        script: &str,
+        env: &[(String, String)],
+        sink: &mut OutputSink<'_>,
+    ) -> Result<i32, RunnerError>;
+
+    /// rsync semantics: copies the tree `local` to `remote` (relative paths are under the node's
+    /// home; `~/x` too). A directory's contents land in `remote`; parents are created.
+    async fn upload(&self, local: &Path, remote: &str) -> Result<(), RunnerError>;
+
+    /// Starts a detached long-running process (the agent) in its own session, stdout and stderr
+    /// appended to `log_file` (relative to the node's home); returns its pid.
+    async fn spawn_detached(
+        &self,
+        argv: &[String],
+        env: &[(String, String)],
+        log_file: &str,
+    ) -> Result<u32, RunnerError>;
+
+    /// Forwards a local port to `remote_port` on the node; local clouds return the node address
+    /// directly.
+    async fn forward_port(&self, remote_port: u16) -> Result<SocketAddr, RunnerError>;
+
+    /// Local sandboxes expose their directory.
+    fn node_home(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// Runs `script` and returns the exit code with the merged output collected.
+    async fn run_capture(
+        &self,
+        script: &str,
+        env: &[(String, String)],
+    ) -> Result<(i32, Vec<u8>), RunnerError> {
+        let mut out = Vec::new();
+        let code = self
+            .run(script, env, &mut |chunk: &[u8]| {
+                out.extend_from_slice(chunk)
+            })
+            .await?;
+        Ok((code, out))
+    }
+}
+
+/// The set of enabled clouds, built explicitly by the CLI (from cargo features and config) or by
+/// a test. Registering an id twice replaces the earlier provider.
+#[derive(Clone, Debug, Default)]
+pub struct ProviderRegistry {
+    providers: BTreeMap<String, Arc<dyn CloudProvider>>,
+}
+
+impl ProviderRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn register(&mut self, p: Arc<dyn CloudProvider>) {
+        self.providers.insert(p.id().to_owned(), p);
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<dyn CloudProvider>> {
+        self.providers.get(id).cloned()
+    }
+
+    /// Registered ids, sorted.
+    pub fn ids(&self) -> Vec<String> {
+        self.providers.keys().cloned().collect()
+    }
+
+    /// Removes a provider (e.g. excluded by `allowed_clouds`); returns it.
+    pub fn remove(&mut self, id: &str) -> Option<Arc<dyn CloudProvider>> {
+        self.providers.remove(id)
+    }
+
+    /// Keeps only the providers whose id `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.providers.retain(|id, _| keep(id));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.providers.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.providers.len()
+    }
+
+    /// Providers in id order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn CloudProvider>> {
+        self.providers.values()
+    }
+
+    /// Every provider's offerings, in id order.
+    pub fn offerings(&self) -> Vec<Offering> {
+        self.providers
+            .values()
+            .flat_map(|p| p.offerings())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Minimal;
+
+    #[async_trait]
+    impl CloudProvider for Minimal {
+        fn id(&self) -> &str {
+            "minimal"
+        }
+        fn features(&self) -> FeatureSet {
+            FeatureSet::default()
+        }
+        async fn run_instances(
+            &self,
+            req: &ProvisionRequest,
+        ) -> Result<ClusterHandle, ProvisionError> {
+            Err(ProvisionError::capacity(
+                FailureScope::Zone,
+                format!("no room for {}", req.cluster_name),
+            ))
+        }
+        async fn query_instances(
+            &self,
+            _h: &ClusterHandle,
+        ) -> Result<Vec<InstanceInfo>, ProvisionError> {
+            Ok(Vec::new())
+        }
+        async fn terminate_instances(&self, _h: &ClusterHandle) -> Result<(), ProvisionError> {
+            Ok(())
+        }
+        fn command_runner(
+            &self,
+            _h: &ClusterHandle,
+            _node: &InstanceInfo,
+        ) -> Result<Arc<dyn CommandRunner>, ProvisionError> {
+            Err(ProvisionError::not_supported(
+                "command runners on cloud minimal",
+            ))
+        }
+    }
+
+    fn handle() -> ClusterHandle {
+        ClusterHandle {
+            cloud: "minimal".into(),
+            cluster_name: "dev".into(),
+            cluster_name_on_cloud: "dev-1234".into(),
+            region: "r".into(),
+            zone: Some("z".into()),
+            num_nodes: 2,
+            instance_type: "t".into(),
+            use_spot: false,
+            provider_config: serde_json::json!({"k": 1}),
+        }
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn defaults_return_not_supported() {
+        let p: Arc<dyn CloudProvider> = Arc::new(Minimal);
+        let h = handle();
+        block_on(async {
+            assert!(p.check_credentials().await.is_ok());
+            assert!(p.wait_instances(&h).await.is_ok());
+            let e = p.stop_instances(&h).await.unwrap_err();
+            assert_eq!(e.kind, ProvisionErrorKind::NotSupported);
+            let e = p.start_instances(&h).await.unwrap_err();
+            assert_eq!(e.kind, ProvisionErrorKind::NotSupported);
+            assert!(p.open_ports(&h, &[]).await.is_ok());
+            let e = p
+                .open_ports(&h, &[PortRange { start: 80, end: 80 }])
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind, ProvisionErrorKind::NotSupported);
+            assert!(p.cleanup_ports(&h).await.is_ok());
+        });
+        assert!(p.offerings().is_empty());
+    }
+
+    #[test]
+    fn failover_actions_follow_kinds() {
+        let cap = ProvisionError::capacity(FailureScope::Zone, "no capacity");
+        assert_eq!(cap.action(), FailoverAction::MoveOn(FailureScope::Zone));
+        let quota = ProvisionError::quota(FailureScope::Region, "quota");
+        assert_eq!(quota.action(), FailoverAction::MoveOn(FailureScope::Region));
+        let auth = ProvisionError::auth("bad key").with_fix("run aws configure");
+        assert_eq!(auth.scope, FailureScope::Cloud);
+        assert_eq!(auth.action(), FailoverAction::Stop);
+        assert_eq!(auth.to_string(), "bad key");
+        assert_eq!(auth.display_with_fix(), "bad key (fix: run aws configure)");
+        assert_eq!(
+            ProvisionError::invalid_config(FailureScope::Cloud, "x").action(),
+            FailoverAction::Stop
+        );
+        assert_eq!(
+            ProvisionError::transient(FailureScope::Zone, "x").action(),
+            FailoverAction::Retry
+        );
+        assert!(
+            FailureScope::Zone < FailureScope::Region && FailureScope::Region < FailureScope::Cloud
+        );
+    }
+
+    #[test]
+    fn handle_round_trips_through_json() {
+        let h = handle();
+        let v = serde_json::to_value(&h).unwrap();
+        assert_eq!(v["cluster_name_on_cloud"], "dev-1234");
+        let back: ClusterHandle = serde_json::from_value(v).unwrap();
+        assert_eq!(back, h);
+        // provider_config may be absent in older records.
+        let mut v = serde_json::to_value(&h).unwrap();
+        v.as_object_mut().unwrap().remove("provider_config");
+        let back: ClusterHandle = serde_json::from_value(v).unwrap();
+        assert_eq!(back.provider_config, serde_json::Value::Null);
+    }
+
+    #[test]
+    fn registry_is_explicit_and_sorted() {
+        let mut r = ProviderRegistry::new();
+        assert!(r.is_empty());
+        r.register(Arc::new(Minimal));
+        r.register(Arc::new(Minimal));
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.ids(), vec!["minimal".to_string()]);
+        assert!(r.get("minimal").is_some());
+        assert!(r.get("aws").is_none());
+        r.retain(|id| id != "minimal");
+        assert!(r.is_empty());
+    }
+
+    #[derive(Debug)]
+    struct Echo;
+
+    #[async_trait]
+    impl CommandRunner for Echo {
+        async fn run(
+            &self,
+            script: &str,
+            _env: &[(String, String)],
+            sink: &mut OutputSink<'_>,
+        ) -> Result<i32, RunnerError> {
+            sink(script.as_bytes());
+            sink(b"!");
+            Ok(3)
+        }
+        async fn upload(&self, _local: &Path, _remote: &str) -> Result<(), RunnerError> {
+            Err(RunnerError::NotSupported("upload".into()))
+        }
+        async fn spawn_detached(
+            &self,
+            _argv: &[String],
+            _env: &[(String, String)],
+            _log_file: &str,
+        ) -> Result<u32, RunnerError> {
+            Ok(1)
+        }
+        async fn forward_port(&self, remote_port: u16) -> Result<SocketAddr, RunnerError> {
+            Ok(SocketAddr::from(([127, 0, 0, 1], remote_port)))
+        }
+    }
+
+    #[test]
+    fn run_capture_collects_chunks() {
+        let r: Arc<dyn CommandRunner> = Arc::new(Echo);
+        let (code, out) = block_on(r.run_capture("hi", &[])).unwrap();
+        assert_eq!((code, out.as_slice()), (3, &b"hi!"[..]));
+        assert!(r.node_home().is_none());
+    }
+}
