@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::AgentError;
 
@@ -32,6 +32,9 @@ pub struct AgentConfig {
     pub autostop_minute: Duration,
     /// SIGTERM → SIGKILL grace when killing a job's processes.
     pub kill_grace: Duration,
+    /// Head only: how long the head of the queue may wait before later jobs may no longer
+    /// jump ahead of it when that would delay it (`sky-sched`'s starvation guard; one hour).
+    pub starvation_bound: Duration,
 }
 
 impl AgentConfig {
@@ -47,6 +50,7 @@ impl AgentConfig {
             autostop_tick: Duration::from_secs(20),
             autostop_minute: Duration::from_secs(60),
             kill_grace: Duration::from_secs(5),
+            starvation_bound: Duration::from_secs_f64(sky_sched::DEFAULT_STARVATION_BOUND_S),
         }
     }
 
@@ -103,8 +107,9 @@ pub struct NodeInfo {
     /// `{"H100": 4}`.
     #[serde(default)]
     pub accelerators: BTreeMap<String, f64>,
-    /// Device ids for `CUDA_VISIBLE_DEVICES` (default `0..count` of the accelerator).
-    #[serde(default)]
+    /// Device ids for `CUDA_VISIBLE_DEVICES` (default `0..count` of the accelerator); strings
+    /// or numbers in the file.
+    #[serde(default, deserialize_with = "device_ids")]
     pub gpu_ids: Vec<String>,
 }
 
@@ -120,5 +125,37 @@ impl NodeInfo {
             accelerators: BTreeMap::new(),
             gpu_ids: Vec::new(),
         }
+    }
+}
+
+/// `["0", "1"]` or `[0, 1]` (the launcher writes nvidia-smi indices as numbers).
+fn device_ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    use serde::de::Error;
+    Vec::<serde_json::Value>::deserialize(d)?
+        .into_iter()
+        .map(|v| match v {
+            serde_json::Value::String(s) => Ok(s),
+            serde_json::Value::Number(n) => Ok(n.to_string()),
+            other => Err(D::Error::custom(format!(
+                "gpu_ids: expected a device id (string or number), got {other}"
+            ))),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpu_ids_may_be_numbers_or_strings() {
+        let n: NodeInfo = serde_json::from_str(
+            r#"{"rank":0,"ip":"10.0.0.1","accelerators":{"H100":2},"gpu_ids":[2,"3"]}"#,
+        )
+        .unwrap();
+        assert_eq!(n.gpu_ids, vec!["2", "3"]);
+        let e = serde_json::from_str::<NodeInfo>(r#"{"rank":0,"ip":"x","gpu_ids":[true]}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("gpu_ids"), "{e}");
     }
 }

@@ -16,12 +16,14 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use sky_sched::{Command, DequeueReason, Event, Placement, Scheduler};
+
 use crate::config::{AgentConfig, ClusterInfo};
 use crate::node::{self, NodeCtx, RankEvent};
 use crate::protocol::{
     ExecSpec, JobRecord, JobSpec, JobStatus, Reply, Utf8Chunker, WaitFor, write_line,
 };
-use crate::sched::{Demand, Fifo, Placement, QueuePolicy, QueuedJob, ResourcePool};
+use crate::sched;
 use crate::store::{JobStore, StoredJob, write_atomic};
 use crate::{AgentError, clock};
 
@@ -42,7 +44,6 @@ struct RankPlan {
 
 #[derive(Debug)]
 struct Running {
-    placement: Placement,
     cancel: CancellationToken,
     done: watch::Receiver<bool>,
 }
@@ -50,11 +51,8 @@ struct Running {
 #[derive(Debug)]
 struct HeadState {
     store: JobStore,
-    pool: ResourcePool,
-    policy: Box<dyn QueuePolicy>,
-    /// Pending job ids in submission order.
-    queue: Vec<u64>,
-    demands: HashMap<u64, Demand>,
+    /// The queue and every node's free resources (gang scheduling with backfill).
+    sched: Scheduler,
     running: HashMap<u64, Running>,
     last_ts: i64,
 }
@@ -164,11 +162,13 @@ impl Head {
             tick: cfg.autostop_tick,
             minute: cfg.autostop_minute,
             state: Mutex::new(HeadState {
-                pool: ResourcePool::new(&cluster.nodes),
+                sched: Scheduler::new(
+                    sched::node_specs(&cluster.nodes),
+                    sky_sched::Config {
+                        starvation_bound_s: cfg.starvation_bound.as_secs_f64(),
+                    },
+                ),
                 store,
-                policy: Box::new(Fifo),
-                queue: Vec::new(),
-                demands: HashMap::new(),
                 running: HashMap::new(),
                 last_ts: 0,
             }),
@@ -217,10 +217,10 @@ impl Head {
         if spec.cpus.is_some_and(|c| !c.is_finite() || c < 0.0) {
             return Err("cpus must be a non-negative number".into());
         }
-        let demand = Demand::of(&spec);
+        let demand = sched::demand(&spec);
         let mut st = self.lock();
-        st.pool
-            .ever_fits(&demand)
+        st.sched
+            .check(&demand)
             .map_err(|e| format!("the job can never run on this cluster: {e}"))?;
         let micros = clock::now_micros().max(st.last_ts + 1);
         st.last_ts = micros;
@@ -245,7 +245,7 @@ impl Head {
             status: JobStatus::Pending,
             exit_codes: Vec::new(),
             log_dir: log_dir.display().to_string(),
-            resources: demand.describe(),
+            resources: sched::describe(&spec),
             num_nodes: spec.num_nodes,
         };
         st.store.insert(StoredJob {
@@ -253,9 +253,10 @@ impl Head {
             spec,
             run_timestamp: ts,
         });
-        st.queue.push(id);
-        st.demands.insert(id, demand);
-        self.schedule_locked(&mut st);
+        let cmds = st
+            .sched
+            .handle(Event::Submit { job: id, demand }, clock::now_unix());
+        self.run_commands(&mut st, cmds);
         self.save(&mut st);
         drop(st);
         self.bump();
@@ -290,23 +291,21 @@ impl Head {
             } else {
                 ids.to_vec()
             };
-            let now = clock::now_unix();
             for id in targets {
-                if let Some(r) = st.running.get(&id) {
-                    r.cancel.cancel();
-                    waits.push(r.done.clone());
+                let cmds = st
+                    .sched
+                    .handle(Event::Cancel { job: id }, clock::now_unix());
+                let hit = cmds.iter().any(|c| {
+                    matches!(c, Command::Kill { job, .. } | Command::Dequeue { job, .. } if *job == id)
+                });
+                self.run_commands(&mut st, cmds);
+                if hit {
                     cancelled.push(id);
-                } else if let Some(pos) = st.queue.iter().position(|&q| q == id) {
-                    st.queue.remove(pos);
-                    st.demands.remove(&id);
-                    if let Some(j) = st.store.get_mut(id) {
-                        j.record.status = JobStatus::Cancelled;
-                        j.record.ended_at = Some(now);
+                    if let Some(r) = st.running.get(&id) {
+                        waits.push(r.done.clone());
                     }
-                    cancelled.push(id);
                 }
             }
-            self.schedule_locked(&mut st);
             self.save(&mut st);
         }
         self.bump();
@@ -484,64 +483,79 @@ impl Head {
 
     // ---- scheduling and drivers ----
 
-    fn schedule_locked(self: &Arc<Self>, st: &mut HeadState) {
-        let picks = {
-            let queued: Vec<QueuedJob<'_>> = st
-                .queue
-                .iter()
-                .filter_map(|id| st.demands.get(id).map(|d| QueuedJob { id: *id, demand: d }))
-                .collect();
-            st.policy.pick(&queued, &st.pool)
-        };
+    /// Carries out the scheduler's commands (in order).
+    fn run_commands(self: &Arc<Self>, st: &mut HeadState, cmds: Vec<Command>) {
         let now = clock::now_unix();
-        for p in picks {
-            let id = p.job_id;
-            st.pool.allocate(&p);
-            st.queue.retain(|&q| q != id);
-            let demand = st.demands.remove(&id);
-            let gpus = demand
-                .and_then(|d| d.accelerator)
-                .map_or(0, |(_, n)| n.ceil() as u32);
-            let ranks: Vec<RankPlan> = p
-                .nodes
-                .iter()
-                .map(|a| {
-                    let n = &self.cluster.nodes[a.node];
-                    RankPlan {
-                        ip: n.ip.clone(),
-                        target: if n.rank == self.my_rank {
-                            Target::Local
-                        } else {
-                            n.agent_addr.map_or(Target::Local, Target::Remote)
-                        },
-                        cuda: st.pool.visible_devices(a),
-                        gpus,
+        for c in cmds {
+            match c {
+                Command::Start { job, placement } => self.start_job(st, job, &placement, now),
+                Command::Kill { job, .. } => {
+                    if let Some(r) = st.running.get(&job) {
+                        r.cancel.cancel();
                     }
-                })
-                .collect();
-            let Some(job) = st.store.get_mut(id) else {
-                continue;
-            };
-            let setup = job.spec.run_setup && job.spec.setup.is_some();
-            if setup {
-                job.record.status = JobStatus::SettingUp;
-            } else {
-                job.record.status = JobStatus::Running;
-                job.record.started_at = Some(now);
+                }
+                Command::Dequeue { job, reason } => {
+                    if let Some(j) = st.store.get_mut(job) {
+                        j.record.status = match reason {
+                            DequeueReason::Cancelled => JobStatus::Cancelled,
+                            other => {
+                                crate::log(&format!("job {job} dropped from the queue: {other:?}"));
+                                JobStatus::FailedDriver
+                            }
+                        };
+                        j.record.ended_at = Some(now);
+                    }
+                }
             }
-            let job = job.clone();
-            let cancel = CancellationToken::new();
-            let (done_tx, done) = watch::channel(false);
-            st.running.insert(
-                id,
-                Running {
-                    placement: p,
-                    cancel: cancel.clone(),
-                    done,
-                },
-            );
-            tokio::spawn(self.clone().drive(job, ranks, cancel, done_tx));
         }
+    }
+
+    fn start_job(self: &Arc<Self>, st: &mut HeadState, id: u64, p: &Placement, now: f64) {
+        let gpus = st
+            .store
+            .get(id)
+            .and_then(|j| j.spec.accelerators.clone())
+            .map_or(0, |(_, n)| n.max(0.0).ceil() as u32);
+        let ranks: Vec<RankPlan> = p
+            .ranks
+            .iter()
+            .map(|a| {
+                let n = &self.cluster.nodes[a.node];
+                RankPlan {
+                    ip: n.ip.clone(),
+                    target: if n.rank == self.my_rank {
+                        Target::Local
+                    } else {
+                        n.agent_addr.map_or(Target::Local, Target::Remote)
+                    },
+                    cuda: sched::visible_devices(n, a),
+                    gpus,
+                }
+            })
+            .collect();
+        let Some(job) = st.store.get_mut(id) else {
+            // Unknown to the table (cannot happen): give the resources back.
+            st.sched.apply(Event::Finished { job: id }, now);
+            return;
+        };
+        let setup = job.spec.run_setup && job.spec.setup.is_some();
+        if setup {
+            job.record.status = JobStatus::SettingUp;
+        } else {
+            job.record.status = JobStatus::Running;
+            job.record.started_at = Some(now);
+        }
+        let job = job.clone();
+        let cancel = CancellationToken::new();
+        let (done_tx, done) = watch::channel(false);
+        st.running.insert(
+            id,
+            Running {
+                cancel: cancel.clone(),
+                done,
+            },
+        );
+        tokio::spawn(self.clone().drive(job, ranks, cancel, done_tx));
     }
 
     /// Moves a running job to `status`; returns false when the agent is stopping.
@@ -572,10 +586,11 @@ impl Head {
             j.record.exit_codes = codes;
             j.record.ended_at = Some(clock::now_unix());
         }
-        if let Some(r) = st.running.remove(&id) {
-            st.pool.release(&r.placement);
-        }
-        self.schedule_locked(&mut st);
+        st.running.remove(&id);
+        let cmds = st
+            .sched
+            .handle(Event::Finished { job: id }, clock::now_unix());
+        self.run_commands(&mut st, cmds);
         self.save(&mut st);
         drop(st);
         self.bump();

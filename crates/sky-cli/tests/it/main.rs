@@ -461,3 +461,4 @@ fn with_no_credentials_the_local_cloud_plans() {
 }
 
 mod clusters;
+mod sched;
