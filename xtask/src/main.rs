@@ -37,16 +37,20 @@ fn main() -> Result<()> {
         Some("catalog") => catalog(&root),
         Some("codegen") => codegen(&root, args.iter().any(|a| a == "--check")),
         Some("demo") => demo(&root),
+        Some("emulators") => emulators(&root, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|tidy|deps|bench|catalog|codegen [--check]|demo>\n\
+                "usage: cargo xtask <ci|tidy|deps|bench|catalog|codegen [--check]|demo|emulators up|down|status [N]>\n\
                  \n  ci       format check, clippy, tidy, deps, codegen --check, all tests\
                  \n  tidy     every lib.rs opens with a //! paragraph; no todo!/unimplemented! on shipped code\
                  \n  deps     the pure crates depend on no async runtime, HTTP, SQL or CLI crate\
                  \n  bench    criterion benches, then whole-process timings of `sky` (medians)\
                  \n  catalog  rebuild catalogs/*.bin from the upstream-format CSVs in catalogs/upstream/\
                  \n  codegen  write schemas/task.schema.json (--check: fail if stale)\
-                 \n  demo     plan the example tasks with every bundled cloud enabled (a throwaway HOME)"
+                 \n  demo     plan the example tasks with every bundled cloud enabled (a throwaway HOME)\
+                 \n  emulators up [N]|down|status  N (default 3) sshd hosts in network namespaces on\
+                 \n           10.200.0.(10+i), bridge skybr0, state in /tmp/skyhosts/run (root; installs\
+                 \n           openssh-server and rsync); tests start their own hosts"
             );
             bail!("no such task")
         }
@@ -87,6 +91,36 @@ fn prerequisites(root: &Path) -> Result<()> {
     if script.exists() {
         run(Command::new("bash").arg(&script))?;
     }
+    // sshd and rsync for the network-namespace hosts (the tests would install them too, but
+    // once here is faster and avoids parallel apt runs).
+    let have_ssh = Path::new("/usr/sbin/sshd").exists()
+        && Command::new("sh")
+            .args(["-c", "command -v rsync"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !have_ssh {
+        run(Command::new("sh").args([
+            "-c",
+            "export DEBIAN_FRONTEND=noninteractive; apt-get install -y openssh-server rsync >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y openssh-server rsync >/dev/null; }",
+        ]))?;
+    }
+    // moto's venv (created once; the AWS tests start their own servers from it).
+    let moto = root.join("scripts/moto.sh");
+    if moto.exists() && !Path::new("/tmp/sky-emulators/moto-venv/bin/moto_server").exists() {
+        let emu = std::env::temp_dir().join(format!("sky-moto-install-{}", std::process::id()));
+        run(Command::new("bash")
+            .arg(&moto)
+            .arg("up")
+            .env("SKY_EMU_DIR", &emu)
+            .env("SKY_MOTO_VENV", "/tmp/sky-emulators/moto-venv")
+            .env("MOTO_PORT", "5999"))?;
+        run(Command::new("bash")
+            .arg(&moto)
+            .arg("down")
+            .env("SKY_EMU_DIR", &emu)
+            .env("MOTO_PORT", "5999"))?;
+        let _ = std::fs::remove_dir_all(&emu);
+    }
     Ok(())
 }
 
@@ -107,7 +141,8 @@ fn ci() -> Result<()> {
     // In CI nothing skips: the PostgreSQL suite must find its server.
     run(cargo()
         .args(["test", "--workspace", "--no-fail-fast"])
-        .env("SKY_STATE_REQUIRE_PG", "1"))?;
+        .env("SKY_STATE_REQUIRE_PG", "1")
+        .env("SKY_REQUIRE_EMULATORS", "1"))?;
     eprintln!("xtask ci: all green");
     Ok(())
 }
@@ -466,5 +501,38 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
         "  sky validate examples/full_reference.yaml    {:>8.2} ms",
         validate.as_secs_f64() * 1e3
     );
+    Ok(())
+}
+
+/// `cargo xtask emulators up [N]|down|status`: network-namespace sshd hosts for trying the SSH
+/// cloud by hand (scripts/netns-hosts.sh; see ../shared/emulators.md section 5). Tests start
+/// their own hosts through `sky_provider_testkit::netns`.
+fn emulators(root: &Path, args: &[String]) -> Result<()> {
+    let action = args.first().map(String::as_str).unwrap_or("");
+    if !matches!(action, "up" | "down" | "status") {
+        bail!("usage: cargo xtask emulators up [N]|down|status");
+    }
+    let n = args.get(1).map(String::as_str).unwrap_or("3");
+    let state = "/tmp/skyhosts/run";
+    let n_for_down = std::fs::read_to_string(format!("{state}/sshd.pids"))
+        .map(|s| s.lines().count().max(1).to_string())
+        .unwrap_or_else(|_| n.to_string());
+    let mut c = Command::new("bash");
+    c.arg(root.join("scripts/netns-hosts.sh"))
+        .arg(action)
+        .env("N", if action == "up" { n } else { &n_for_down })
+        .env("W", state);
+    run(&mut c)?;
+    if action == "up" {
+        println!(
+            "\nSSH node pool for ~/.sky/ssh_node_pools.yaml:\n\
+             emu:\n  user: sky\n  identity_file: {state}/id_ed25519\n  known_hosts_file: {state}/known_hosts\n  strict_host_key_checking: 'yes'\n  hosts: [{}]\n\
+             then: sky launch --infra ssh/emu ...; stop them with `cargo xtask emulators down`",
+            (1..=n.parse::<u32>().unwrap_or(3))
+                .map(|i| format!("10.200.0.{}", 10 + i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! `sky check`: which clouds are enabled, why, and how to enable the others.
 //!
-//! Credentials are found the way each cloud's CLI finds them; nothing is contacted (live
-//! verification arrives with each cloud's provisioner).
+//! Credentials are found the way each cloud's CLI finds them; clouds whose provisioner is in
+//! this build (AWS) are then verified live with one cheap API call (EC2 DescribeRegions, at
+//! `AWS_ENDPOINT_URL` when set); the others are not contacted yet.
 
 use crate::{CheckArgs, clouds, exit, hostenv::HostEnv};
 
@@ -27,10 +28,11 @@ pub fn run(env: &HostEnv, args: &CheckArgs) -> i32 {
             return exit::USAGE;
         }
     }
-    let checks: Vec<_> = clouds::check_all(env, &config)
+    let mut checks: Vec<_> = clouds::check_all(env, &config)
         .into_iter()
         .filter(|c| wanted.is_empty() || wanted.iter().any(|w| w == c.cloud))
         .collect();
+    verify_live(env, &config, &mut checks);
     println!("Checking credentials to enable infra for sky-rs.");
     for c in &checks {
         let name = clouds::display_name(c.cloud);
@@ -59,4 +61,60 @@ pub fn run(env: &HostEnv, args: &CheckArgs) -> i32 {
         println!("Enabled infra: {}", enabled.join(", "));
     }
     exit::OK
+}
+
+/// Asks each enabled cloud that has a provisioner in this build to prove its credentials.
+fn verify_live(
+    env: &HostEnv,
+    config: &sky_spec::sky_config::SkyConfig,
+    checks: &mut [clouds::CloudCheck],
+) {
+    let live: Vec<&'static str> = checks
+        .iter()
+        .filter(|c| c.enabled && c.cloud == "aws")
+        .map(|c| c.cloud)
+        .collect();
+    if live.is_empty() {
+        return;
+    }
+    let Ok(registry) = crate::cluster::providers(env, config) else {
+        return;
+    };
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    for cloud in live {
+        let Some(p) = registry.get(cloud) else {
+            continue;
+        };
+        let verdict = rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(20), p.check_credentials()).await
+        });
+        let Some(c) = checks.iter_mut().find(|c| c.cloud == cloud) else {
+            continue;
+        };
+        match verdict {
+            Ok(Ok(())) => c.reason = format!("{} (verified live)", c.reason),
+            Ok(Err(e)) => {
+                c.enabled = false;
+                c.reason = format!(
+                    "credentials were found but the cloud refused them: {}",
+                    e.message
+                );
+                c.fix = e
+                    .fix
+                    .clone()
+                    .unwrap_or_else(|| "run `aws configure` with valid keys".into());
+            }
+            Err(_) => {
+                c.enabled = false;
+                c.reason = "the live credential check timed out after 20 s".into();
+                c.fix =
+                    "check the network path to the cloud's API, then run `sky check` again".into();
+            }
+        }
+    }
 }

@@ -18,6 +18,7 @@ pub const CHECKED_CLOUDS: &[&str] = &[
     "lambda",
     "local",
     "runpod",
+    "ssh",
     "vast",
 ];
 
@@ -158,6 +159,22 @@ pub fn check_credentials(env: &HostEnv, cloud: &'static str) -> CloudCheck {
                 found(&p),
                 format!("no kubeconfig: {} does not exist", p.display()),
                 "point KUBECONFIG at a kubeconfig, or write ~/.kube/config".into(),
+            )
+        }
+        "ssh" => {
+            let p = env.sky_dir().join("ssh_node_pools.yaml");
+            (
+                is_file(&p).then(|| {
+                    format!(
+                        "node pools in {} (each pool is a region: --infra ssh/<pool>)",
+                        p.display()
+                    )
+                }),
+                format!("no SSH node pools: {} does not exist", p.display()),
+                format!(
+                    "list your machines in {} (pool-name: {{user, identity_file, hosts: [ip, ...]}})",
+                    p.display()
+                ),
             )
         }
         "local" => (

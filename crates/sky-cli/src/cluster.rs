@@ -16,7 +16,8 @@ use crate::{
 };
 
 /// The providers this build can provision on, as the user's config allows: the local cloud
-/// (enabled by default; `allowed_clouds` can exclude it).
+/// (enabled by default; `allowed_clouds` can exclude it), with the default `aws` feature AWS
+/// when its credentials are found, and SSH node pools when `~/.sky/ssh_node_pools.yaml` exists.
 pub fn providers(
     env: &HostEnv,
     config: &sky_spec::sky_config::SkyConfig,
@@ -43,6 +44,66 @@ pub fn providers(
             local_cfg,
             sky_binary,
         )));
+    }
+    #[cfg(feature = "aws")]
+    {
+        // AWS when its credentials are found (env, ~/.aws) and `allowed_clouds` allows it.
+        let aws_allowed = config
+            .allowed_clouds
+            .as_ref()
+            .is_none_or(|a| a.iter().any(|c| c == "aws"));
+        if aws_allowed && crate::clouds::check_credentials(env, "aws").enabled {
+            let aws_cfg = sky_cloud_aws::AwsConfig::from_json(
+                config.raw.get("aws").unwrap_or(&serde_json::Value::Null),
+            )
+            .map_err(|e| {
+                format!(
+                    "invalid `aws:` section in {}: {e}",
+                    env.config_path().display()
+                )
+            })?;
+            // EC2 nodes are reached with the SSH runtime (the cloud crates do not depend on
+            // each other; the CLI plugs one into the other).
+            let known_hosts = env.sky_dir().join("ssh").join("known_hosts");
+            let runner_factory: sky_cloud_aws::RunnerFactory =
+                Arc::new(move |t: &sky_cloud_aws::SshTarget| {
+                    let target = sky_cloud_ssh::SshTarget {
+                        ip: t.address.clone(),
+                        port: 22,
+                        user: Some(t.user.clone()),
+                        identity_file: t.identity_file.clone(),
+                        known_hosts_file: Some(known_hosts.clone()),
+                        strict_host_key_checking: "accept-new".into(),
+                        control_dir: sky_cloud_ssh::default_control_dir(),
+                        connect_timeout: std::time::Duration::from_secs(10),
+                    };
+                    let runner: Arc<dyn sky_provider::CommandRunner> = Arc::new(
+                        sky_cloud_ssh::SshRunner::new(target, t.cluster_name_on_cloud.clone()),
+                    );
+                    Ok(runner)
+                });
+            let opts = sky_cloud_aws::AwsOptions {
+                endpoint_url: env
+                    .var("AWS_ENDPOINT_URL_EC2")
+                    .or_else(|| env.var("AWS_ENDPOINT_URL"))
+                    .map(String::from),
+                public_key_path: Some(env.sky_dir().join("keys").join("sky-key.pub")),
+                runner_factory: Some(runner_factory),
+                ..sky_cloud_aws::AwsOptions::standard()
+            };
+            registry.register(Arc::new(sky_cloud_aws::AwsProvider::new(aws_cfg, opts)));
+        }
+    }
+    // SSH node pools when ~/.sky/ssh_node_pools.yaml exists and `allowed_clouds` allows it.
+    let ssh_allowed = config
+        .allowed_clouds
+        .as_ref()
+        .is_none_or(|a| a.iter().any(|c| c == "ssh"));
+    if ssh_allowed
+        && let Some(ssh) = sky_cloud_ssh::SshProvider::from_sky_dir(&env.sky_dir(), &env.home)
+            .map_err(|e| e.to_string())?
+    {
+        registry.register(Arc::new(ssh));
     }
     Ok(registry)
 }

@@ -215,7 +215,7 @@ impl Backend {
             }
             None => self.provision_new(task, opts, rep).await?,
         };
-        let agent = runtime::agent_addr(&opts.cluster, &handle)?;
+        let agent = runtime::reach_agent(self, &opts.cluster, &handle).await?;
         runtime::sync(self, task, &handle, rep).await?;
         if let Some(idle) = opts.idle_minutes {
             self.set_autostop(&opts.cluster, idle, opts.down, task_wait_for(task))
@@ -249,7 +249,7 @@ impl Backend {
         }
         let handle = Self::stored_handle(&rec)?;
         runtime::check_compatible(task, &rec, &handle)?;
-        let agent = runtime::agent_addr(cluster, &handle)?;
+        let agent = runtime::reach_agent(self, cluster, &handle).await?;
         runtime::sync(self, task, &handle, rep).await?;
         let job_id = self.submit(cluster, &handle, task, false, agent).await?;
         self.touch(cluster, command_line).await?;
@@ -348,7 +348,7 @@ impl Backend {
             )));
         }
         let h = Self::stored_handle(&rec)?;
-        let addr = runtime::agent_addr(cluster, &h)?;
+        let addr = runtime::reach_agent(self, cluster, &h).await?;
         AgentClient::connect(addr)
             .await
             .map_err(|e| agent_err(cluster, e))
@@ -426,7 +426,7 @@ impl Backend {
     ) -> Result<StoredHandle, LaunchError> {
         let rec = self.record(cluster).await?;
         let h = Self::stored_handle(&rec)?;
-        if rec.status == ClusterStatus::Up && runtime::agent_alive(&h).await {
+        if rec.status == ClusterStatus::Up && runtime::agent_alive(self, cluster, &h).await {
             rep.done(&format!("Cluster {cluster} is already UP"));
             return Ok(h);
         }
@@ -463,7 +463,7 @@ impl Backend {
         let rec = self.record(cluster).await?;
         let h = Self::stored_handle(&rec)?;
         rep.step(&format!("Terminating cluster {cluster}"));
-        if let Ok(addr) = runtime::agent_addr(cluster, &h)
+        if let Ok(addr) = runtime::reach_agent(self, cluster, &h).await
             && let Ok(Ok(c)) =
                 tokio::time::timeout(Duration::from_millis(500), AgentClient::connect(addr)).await
         {
@@ -510,7 +510,7 @@ impl Backend {
         let status = if nodes.iter().all(|n| n.state == InstanceState::Stopped) {
             ClusterStatus::Stopped
         } else if nodes.iter().all(|n| n.state == InstanceState::Running) {
-            if runtime::agent_alive(&h).await {
+            if runtime::agent_alive(self, cluster, &h).await {
                 ClusterStatus::Up
             } else {
                 // The head agent is gone: its jobs lost their driver.

@@ -11,6 +11,8 @@ use sky_state::ClusterRecord;
 use crate::{Backend, LaunchError, Reporter, StoredHandle, failover::fmt_count};
 
 const AGENT_START_TIMEOUT: Duration = Duration::from_secs(15);
+/// Where remote nodes keep the uploaded `sky` binary (relative to the node's home).
+const REMOTE_SKY_BINARY: &str = ".sky/bin/sky";
 
 async fn run_quiet(runner: &dyn CommandRunner, script: &str) -> Result<(i32, String), String> {
     let mut out = Vec::new();
@@ -83,8 +85,28 @@ pub(crate) async fn start_agents(
         if code != 0 {
             return Err(agent_start_err(cluster, node, &out));
         }
+        // A remote node gets this `sky` binary at ~/.sky/bin/sky (rsync skips an unchanged
+        // one) and runs the agent from there; local sandboxes run this binary directly.
+        let remote = runner.node_home().is_none();
+        let binary = if remote {
+            runner
+                .upload(&backend.sky_binary, REMOTE_SKY_BINARY)
+                .await
+                .map_err(|e| {
+                    agent_start_err(
+                        cluster,
+                        node,
+                        &format!("upload {}: {e}", backend.sky_binary.display()),
+                    )
+                })?;
+            REMOTE_SKY_BINARY.to_string()
+        } else {
+            backend.sky_binary.display().to_string()
+        };
+        // The autostop hook's environment names client paths; remote nodes do not have them.
+        let env: &[(String, String)] = if remote { &[] } else { &backend.hook_env };
         let mut argv = vec![
-            backend.sky_binary.display().to_string(),
+            binary,
             "agent".into(),
             "serve".into(),
             "--ip".into(),
@@ -100,7 +122,7 @@ pub(crate) async fn start_agents(
             ]);
         }
         runner
-            .spawn_detached(&argv, &backend.hook_env, ".sky/agent.log")
+            .spawn_detached(&argv, env, ".sky/agent.log")
             .await
             .map_err(|e| agent_start_err(cluster, node, &e.to_string()))?;
         let addr = wait_agent_addr(runner)
@@ -217,20 +239,54 @@ pub(crate) fn agent_addr(cluster: &str, h: &StoredHandle) -> Result<SocketAddr, 
         })
 }
 
-pub(crate) async fn agent_alive(h: &StoredHandle) -> bool {
-    let Some(addr) = h
-        .agent_addr
-        .as_deref()
-        .and_then(|a| a.parse::<SocketAddr>().ok())
-    else {
-        return false;
+/// The head agent's address as this process reaches it. For a remote head (no `node_home`),
+/// the recorded address was a forward of the process that launched the cluster, so it forwards
+/// again: reads the agent's port from `~/.sky/agent.addr` on the head and opens a new tunnel.
+pub(crate) async fn reach_agent(
+    backend: &Backend,
+    cluster: &str,
+    h: &StoredHandle,
+) -> Result<SocketAddr, LaunchError> {
+    let p = backend.provider(&h.provider.cloud)?;
+    let nodes = p.query_instances(&h.provider).await.map_err(|e| {
+        LaunchError::Provider(format!("failed to list the nodes of `{cluster}`: {e}"))
+    })?;
+    let Some(head) = nodes.first() else {
+        return agent_addr(cluster, h);
     };
+    let runner = p
+        .command_runner(&h.provider, head)
+        .map_err(|e| LaunchError::Provider(e.to_string()))?;
+    if runner.node_home().is_some() {
+        return agent_addr(cluster, h);
+    }
+    let agent_err = |detail: String| LaunchError::Agent {
+        cluster: cluster.to_string(),
+        detail,
+    };
+    let (code, out) = run_quiet(runner.as_ref(), "cat ~/.sky/agent.addr")
+        .await
+        .map_err(agent_err)?;
+    let remote: SocketAddr = out
+        .trim()
+        .parse()
+        .ok()
+        .filter(|_| code == 0)
+        .ok_or_else(|| agent_err(format!("no agent address on the head node: {}", out.trim())))?;
+    runner
+        .forward_port(remote.port())
+        .await
+        .map_err(|e| agent_err(e.to_string()))
+}
+
+pub(crate) async fn agent_alive(backend: &Backend, cluster: &str, h: &StoredHandle) -> bool {
     let ping = async {
+        let addr = reach_agent(backend, cluster, h).await.ok()?;
         let c = AgentClient::connect(addr).await.ok()?;
         c.ping().await.ok()
     };
     matches!(
-        tokio::time::timeout(Duration::from_millis(800), ping).await,
+        tokio::time::timeout(Duration::from_secs(8), ping).await,
         Ok(Some(_))
     )
 }

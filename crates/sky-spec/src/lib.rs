@@ -17,6 +17,7 @@ mod parse;
 mod resources;
 mod schema;
 pub mod sky_config;
+pub mod ssh_pools;
 mod util;
 
 use indexmap::IndexMap;

@@ -1,0 +1,795 @@
+//! sky-cloud-ssh runs clusters on existing machines reached over SSH, as SkyPilot's SSH node
+//! pools do, and provides the SSH runtime every VM cloud uses once its instances are up.
+//! [`SshRunner`] is a `CommandRunner` over the system `ssh` (a ControlMaster per host, BatchMode,
+//! ConnectTimeout, the pool's identity file and host-key policy) and `rsync`, with port
+//! forwarding; [`SshProvider`] (cloud id `ssh`) reads pools from `~/.sky/ssh_node_pools.yaml`
+//! (parsed by `sky-spec`), treats each pool `p` as region `ssh-p` (`--infra ssh/p`), leases
+//! hosts to clusters with lease files under the client's `~/.sky/ssh/leases` (two clusters never
+//! share a host), checks hosts are reachable before handing them out, and detects their CPUs,
+//! memory and GPUs (`nvidia-smi`). It must not depend on another cloud crate, on `sky-launch` or on
+//! `sky-state`, must not know YAML itself, and only ever connects to the hosts its pools list.
+
+mod runner;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sky_provider::{
+    CloudProvider, ClusterHandle, CommandRunner, FailureScope, FeatureSet, InstanceInfo,
+    InstanceState, Offering, ProvisionError, ProvisionErrorKind, ProvisionRequest,
+};
+use sky_spec::ssh_pools::{SshHost, SshPool, parse_ssh_node_pools};
+
+pub use runner::{CLUSTER_MARKER_ENV, SshRunner, SshTarget, shell_quote};
+
+/// The provider id.
+pub const SSH_CLOUD_ID: &str = "ssh";
+/// The instance type of every SSH node (a whole existing machine).
+pub const SSH_INSTANCE_TYPE: &str = "ssh-node";
+/// The file the pools are read from, under the client's `~/.sky`.
+pub const POOLS_FILE: &str = "ssh_node_pools.yaml";
+/// Default limit for reaching a host.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// What a host offers, as detected over SSH (cached under `~/.sky/ssh/capacity`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostCapacity {
+    pub vcpus: f64,
+    pub memory_gib: f64,
+    /// Canonical accelerator name and count.
+    pub accelerator: Option<(String, f64)>,
+}
+
+/// The SSH node pools cloud.
+#[derive(Debug)]
+pub struct SshProvider {
+    pools: Vec<SshPool>,
+    /// The client's `~/.sky` (leases, capacity cache).
+    sky_dir: PathBuf,
+    /// The client's home (expands `~` in pool paths).
+    home: PathBuf,
+    control_dir: PathBuf,
+    connect_timeout: Duration,
+}
+
+/// Errors loading the pools file.
+#[derive(Debug)]
+pub struct PoolsError(pub String);
+
+impl std::fmt::Display for PoolsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PoolsError {}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Lease {
+    cluster_name_on_cloud: String,
+    cluster_name: String,
+    pool: String,
+    ip: String,
+    port: u16,
+    rank: u32,
+}
+
+impl SshProvider {
+    /// A provider over `pools`; `sky_dir` is the client's `~/.sky`, `home` its home directory.
+    pub fn new(pools: Vec<SshPool>, sky_dir: PathBuf, home: PathBuf) -> Self {
+        let control_dir = default_control_dir();
+        SshProvider {
+            pools,
+            sky_dir,
+            home,
+            control_dir,
+            connect_timeout: CONNECT_TIMEOUT,
+        }
+    }
+
+    /// Reads `<sky_dir>/ssh_node_pools.yaml`; `Ok(None)` when it does not exist.
+    pub fn from_sky_dir(sky_dir: &Path, home: &Path) -> Result<Option<Self>, PoolsError> {
+        let path = sky_dir.join(POOLS_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(PoolsError(format!("read {}: {e}", path.display()))),
+        };
+        let pools = parse_ssh_node_pools(&text)
+            .map_err(|d| PoolsError(format!("invalid {}: {d}", path.display())))?;
+        Ok(Some(Self::new(pools, sky_dir.to_owned(), home.to_owned())))
+    }
+
+    #[must_use]
+    pub fn with_connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+
+    /// Uses `dir` for ControlMaster sockets (keep it short).
+    #[must_use]
+    pub fn with_control_dir(mut self, dir: PathBuf) -> Self {
+        self.control_dir = dir;
+        self
+    }
+
+    pub fn pools(&self) -> &[SshPool] {
+        &self.pools
+    }
+
+    /// The pool of a region: `ssh-<pool>` (SkyPilot's region name for `--infra ssh/<pool>`) or
+    /// the bare pool name.
+    fn pool(&self, region: &str) -> Result<&SshPool, ProvisionError> {
+        let name = region
+            .strip_prefix("ssh-")
+            .filter(|b| self.pools.iter().any(|p| p.name == *b))
+            .unwrap_or(region);
+        self.pools.iter().find(|p| p.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.pools.iter().map(|p| p.name.as_str()).collect();
+            ProvisionError::invalid_config(
+                FailureScope::Region,
+                format!(
+                    "ssh node pool {name:?} is not in ~/.sky/{POOLS_FILE} (pools: {})",
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            )
+            .with_fix(format!(
+                "add it to ~/.sky/{POOLS_FILE} or use --infra ssh/<pool> with a listed pool"
+            ))
+        })
+    }
+
+    fn expand(&self, p: &str) -> PathBuf {
+        if p == "~" {
+            self.home.clone()
+        } else if let Some(rest) = p.strip_prefix("~/") {
+            self.home.join(rest)
+        } else {
+            PathBuf::from(p)
+        }
+    }
+
+    /// How to reach `host`.
+    pub fn target(&self, host: &SshHost) -> SshTarget {
+        SshTarget {
+            ip: host.ip.clone(),
+            port: host.port,
+            user: host.user.clone(),
+            identity_file: host.identity_file.as_deref().map(|p| self.expand(p)),
+            known_hosts_file: Some(
+                host.known_hosts_file
+                    .as_deref()
+                    .map(|p| self.expand(p))
+                    .unwrap_or_else(|| self.sky_dir.join("ssh").join("known_hosts")),
+            ),
+            strict_host_key_checking: host
+                .strict_host_key_checking
+                .clone()
+                .unwrap_or_else(|| "accept-new".into()),
+            control_dir: self.control_dir.clone(),
+            connect_timeout: self.connect_timeout,
+        }
+    }
+
+    fn leases_dir(&self, pool: &str) -> PathBuf {
+        self.sky_dir.join("ssh").join("leases").join(pool)
+    }
+
+    fn lease_path(&self, pool: &str, host: &SshHost) -> PathBuf {
+        self.leases_dir(pool)
+            .join(format!("{}_{}", host.ip, host.port))
+    }
+
+    fn capacity_path(&self, pool: &str) -> PathBuf {
+        self.sky_dir
+            .join("ssh")
+            .join("capacity")
+            .join(format!("{pool}.json"))
+    }
+
+    /// Every lease of a cluster, in rank order.
+    fn leases_of(&self, cluster_name_on_cloud: &str) -> Vec<Lease> {
+        let mut out: Vec<Lease> = self
+            .pools
+            .iter()
+            .flat_map(|p| {
+                std::fs::read_dir(self.leases_dir(&p.name))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+            })
+            .filter_map(|e| serde_json::from_slice::<Lease>(&std::fs::read(e.path()).ok()?).ok())
+            .filter(|l| l.cluster_name_on_cloud == cluster_name_on_cloud)
+            .collect();
+        out.sort_by_key(|l| l.rank);
+        out
+    }
+
+    fn host_of(&self, lease: &Lease) -> Option<&SshHost> {
+        self.pools
+            .iter()
+            .find(|p| p.name == lease.pool)?
+            .hosts
+            .iter()
+            .find(|h| h.ip == lease.ip && h.port == lease.port)
+    }
+
+    /// Takes a lease on `host` for the cluster; false when another cluster holds it.
+    fn try_lease(&self, pool: &str, host: &SshHost, lease: &Lease) -> Result<bool, ProvisionError> {
+        let dir = self.leases_dir(pool);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ProvisionError::other(format!("create {}: {e}", dir.display())))?;
+        let path = self.lease_path(pool, host);
+        let body = serde_json::to_vec(lease).unwrap_or_default();
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                use std::io::Write;
+                f.write_all(&body).map_err(|e| {
+                    let _ = std::fs::remove_file(&path);
+                    ProvisionError::other(format!("write {}: {e}", path.display()))
+                })?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // A lease file still being written, or unreadable, counts as taken.
+                Ok(false)
+            }
+            Err(e) => Err(ProvisionError::other(format!(
+                "create {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    fn release(&self, leases: &[Lease]) {
+        for l in leases {
+            let _ = std::fs::remove_file(
+                self.leases_dir(&l.pool)
+                    .join(format!("{}_{}", l.ip, l.port)),
+            );
+        }
+    }
+
+    fn handle(&self, req: &ProvisionRequest, leases: &[Lease]) -> ClusterHandle {
+        ClusterHandle {
+            cloud: SSH_CLOUD_ID.into(),
+            cluster_name: req.cluster_name.clone(),
+            cluster_name_on_cloud: req.cluster_name_on_cloud.clone(),
+            region: req.region.clone(),
+            zone: None,
+            num_nodes: leases.len() as u32,
+            instance_type: SSH_INSTANCE_TYPE.into(),
+            use_spot: false,
+            provider_config: serde_json::json!({
+                "pool": req.region,
+                "hosts": leases.iter().map(|l| format!("{}:{}", l.ip, l.port)).collect::<Vec<_>>(),
+            }),
+        }
+    }
+
+    /// Checks that `host` answers over SSH and detects its capacity. Errors name the host.
+    async fn probe(&self, pool: &str, host: &SshHost) -> Result<HostCapacity, ProvisionError> {
+        let target = self.target(host);
+        let script = "nproc 2>/dev/null || echo 1; awk '/MemTotal/ {print $2}' /proc/meminfo 2>/dev/null; \
+                      command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader 2>/dev/null; true";
+        let res = tokio::time::timeout(
+            self.connect_timeout + Duration::from_secs(10),
+            target.output(script),
+        )
+        .await;
+        let (code, out) = match res {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => (255, e.to_string()),
+            Err(_) => (255, "timed out".into()),
+        };
+        if code == 0 {
+            return Ok(parse_capacity(&out));
+        }
+        let who = format!(
+            "host {}{} of ssh node pool {pool}",
+            host.ip,
+            if host.port == 22 {
+                String::new()
+            } else {
+                format!(":{}", host.port)
+            }
+        );
+        let detail = out.trim().lines().last().unwrap_or("").to_owned();
+        let auth = [
+            "Permission denied",
+            "Host key verification failed",
+            "REMOTE HOST IDENTIFICATION",
+        ]
+        .iter()
+        .any(|s| out.contains(s));
+        Err(if auth {
+            ProvisionError::invalid_config(
+                FailureScope::Region,
+                format!("cannot log in to {who}: {detail}"),
+            )
+            .with_fix(format!(
+                "check user, identity_file and the host key of {} in ~/.sky/{POOLS_FILE}",
+                host.ip
+            ))
+        } else {
+            ProvisionError::capacity(
+                FailureScope::Region,
+                format!("{who} is unreachable: {detail}"),
+            )
+            .with_fix(format!(
+                "bring {} back (or remove it from ~/.sky/{POOLS_FILE}) and launch again",
+                host.ip
+            ))
+        })
+    }
+
+    fn save_capacity(&self, pool: &str, cap: &HostCapacity) {
+        let path = self.capacity_path(pool);
+        if let Some(d) = path.parent() {
+            let _ = std::fs::create_dir_all(d);
+        }
+        let _ = std::fs::write(&path, serde_json::to_vec(cap).unwrap_or_default());
+    }
+
+    fn cached_capacity(&self, pool: &str) -> Option<HostCapacity> {
+        serde_json::from_slice(&std::fs::read(self.capacity_path(pool)).ok()?).ok()
+    }
+
+    /// Kills the cluster's processes on a host and removes what sky put in the home.
+    async fn clean_host(&self, host: &SshHost, cluster: &str) -> Result<(), String> {
+        let marker = format!("{CLUSTER_MARKER_ENV}={cluster}");
+        let script = format!(
+            r#"M={m}
+k() {{ n=0; for p in /proc/[0-9]*; do pid=${{p#/proc/}}; [ "$pid" = "$$" ] && continue
+  if tr '\0' '\n' < "$p/environ" 2>/dev/null | grep -qxF -- "$M"; then kill -$1 "$pid" 2>/dev/null && n=$((n+1)); fi; done; echo $n; }}
+if [ "$(k TERM)" != 0 ]; then for i in 1 2 3 4 5 6 7 8 9 10; do sleep 0.2; [ "$(k 0)" = 0 ] && break; done; k KILL >/dev/null; fi
+cd ~ && rm -rf .sky sky_workdir sky_logs
+true"#,
+            m = shell_quote(&marker)
+        );
+        let target = self.target(host);
+        match tokio::time::timeout(Duration::from_secs(60), target.output(&script)).await {
+            Ok(Ok((0, _))) => Ok(()),
+            Ok(Ok((code, out))) => Err(format!("host {}: exit {code}: {}", host.ip, out.trim())),
+            Ok(Err(e)) => Err(format!("host {}: {e}", host.ip)),
+            Err(_) => Err(format!("host {}: cleanup timed out", host.ip)),
+        }
+    }
+}
+
+/// The region name of a pool (`ssh-<pool>`, as SkyPilot names `--infra ssh/<pool>`).
+pub fn region_of(pool: &str) -> String {
+    format!("ssh-{pool}")
+}
+
+/// ControlMaster sockets go under `/tmp/sky-ssh-<uid>` (short, per user).
+pub fn default_control_dir() -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0);
+    PathBuf::from(format!("/tmp/sky-ssh-{uid}"))
+}
+
+/// Parses the probe's output: `nproc`, MemTotal in KiB, then `nvidia-smi` CSV lines.
+pub fn parse_capacity(out: &str) -> HostCapacity {
+    let mut lines = out.lines().map(str::trim).filter(|l| !l.is_empty());
+    let vcpus = lines.next().and_then(|l| l.parse().ok()).unwrap_or(1.0);
+    let memory_gib = lines
+        .next()
+        .and_then(|l| l.parse::<f64>().ok())
+        .map(|kib| (kib / 1024.0 / 1024.0 * 10.0).round() / 10.0)
+        .unwrap_or(0.0);
+    let mut gpus: BTreeMap<String, f64> = BTreeMap::new();
+    for l in lines {
+        let cols: Vec<&str> = l.split(',').map(str::trim).collect();
+        if cols.len() >= 3 && cols[0].parse::<u32>().is_ok() {
+            *gpus
+                .entry(canonical_gpu_name(cols[1], cols[2]))
+                .or_default() += 1.0;
+        }
+    }
+    HostCapacity {
+        vcpus,
+        memory_gib,
+        accelerator: gpus.into_iter().max_by(|a, b| a.1.total_cmp(&b.1)),
+    }
+}
+
+/// `NVIDIA A100-SXM4-80GB` → `A100-80GB`, `Tesla T4` → `T4`, `NVIDIA H100 80GB HBM3` → `H100`.
+pub fn canonical_gpu_name(name: &str, memory: &str) -> String {
+    let n = name
+        .trim()
+        .trim_start_matches("NVIDIA ")
+        .trim_start_matches("Tesla ")
+        .trim_start_matches("GeForce ");
+    let base = n.split([' ', '-']).next().unwrap_or(n).to_string();
+    let mib: f64 = memory
+        .split_whitespace()
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0.0);
+    if base == "A100" && mib > 60000.0 {
+        "A100-80GB".into()
+    } else {
+        base
+    }
+}
+
+/// Releases leases taken by `run_instances` unless it succeeded (also when it is cancelled).
+struct LeaseGuard<'a> {
+    p: &'a SshProvider,
+    leases: Vec<Lease>,
+    keep: bool,
+}
+
+impl Drop for LeaseGuard<'_> {
+    fn drop(&mut self) {
+        if !self.keep {
+            self.p.release(&self.leases);
+        }
+    }
+}
+
+#[async_trait]
+impl CloudProvider for SshProvider {
+    fn id(&self) -> &str {
+        SSH_CLOUD_ID
+    }
+
+    fn features(&self) -> FeatureSet {
+        FeatureSet {
+            stop: false,
+            spot: false,
+            multi_node: true,
+            open_ports: false,
+            custom_image: false,
+            docker: false,
+        }
+    }
+
+    fn offerings(&self) -> Vec<Offering> {
+        self.pools
+            .iter()
+            .map(|p| {
+                let cap = self.cached_capacity(&p.name).unwrap_or(HostCapacity {
+                    vcpus: 1.0,
+                    memory_gib: 1.0,
+                    accelerator: None,
+                });
+                Offering {
+                    cloud: SSH_CLOUD_ID.into(),
+                    region: region_of(&p.name),
+                    zone: None,
+                    instance_type: SSH_INSTANCE_TYPE.into(),
+                    vcpus: cap.vcpus,
+                    memory_gib: cap.memory_gib,
+                    accelerator: cap.accelerator,
+                    price: 0.0,
+                    spot_price: None,
+                }
+            })
+            .collect()
+    }
+
+    async fn check_credentials(&self) -> Result<(), ProvisionError> {
+        for pool in &self.pools {
+            let probes = pool.hosts.iter().map(|h| self.probe(&pool.name, h));
+            let results = join_all(probes).await;
+            let mut caps = Vec::new();
+            for r in results {
+                caps.push(r?);
+            }
+            if let Some(cap) = min_capacity(&caps) {
+                self.save_capacity(&pool.name, &cap);
+            }
+        }
+        Ok(())
+    }
+
+    async fn run_instances(&self, req: &ProvisionRequest) -> Result<ClusterHandle, ProvisionError> {
+        let pool = self.pool(&req.region)?;
+        if req.num_nodes == 0 {
+            return Err(ProvisionError::invalid_config(
+                FailureScope::Cloud,
+                "num_nodes must be at least 1",
+            )
+            .with_fix("set num_nodes to 1 or more"));
+        }
+        if req.use_spot {
+            return Err(ProvisionError::not_supported(
+                "spot nodes on ssh node pools (existing machines)",
+            ));
+        }
+        if req.instance_type != SSH_INSTANCE_TYPE {
+            return Err(ProvisionError::not_supported(format!(
+                "instance type {:?} on ssh node pools (its only type is {SSH_INSTANCE_TYPE})",
+                req.instance_type
+            )));
+        }
+        if let Some(z) = &req.zone {
+            return Err(ProvisionError::invalid_config(
+                FailureScope::Zone,
+                format!("ssh node pools have no zones (asked for zone {z:?})"),
+            )
+            .with_fix("leave the zone out"));
+        }
+        let existing = self.leases_of(&req.cluster_name_on_cloud);
+        if !existing.is_empty() {
+            if existing.len() != req.num_nodes as usize || existing[0].pool != pool.name {
+                return Err(ProvisionError::invalid_config(
+                    FailureScope::Cloud,
+                    format!(
+                        "cluster {} already exists on ssh pool {} with {} node(s), which does not match the request ({} node(s) on pool {})",
+                        req.cluster_name, existing[0].pool, existing.len(), req.num_nodes, pool.name
+                    ),
+                )
+                .with_fix(format!("run `sky down {}` first, or launch with the cluster's resources", req.cluster_name)));
+            }
+            return Ok(self.handle(req, &existing));
+        }
+        let mut guard = LeaseGuard {
+            p: self,
+            leases: Vec::new(),
+            keep: false,
+        };
+        let mut hosts = Vec::new();
+        for host in &pool.hosts {
+            if guard.leases.len() == req.num_nodes as usize {
+                break;
+            }
+            let lease = Lease {
+                cluster_name_on_cloud: req.cluster_name_on_cloud.clone(),
+                cluster_name: req.cluster_name.clone(),
+                pool: pool.name.clone(),
+                ip: host.ip.clone(),
+                port: host.port,
+                rank: guard.leases.len() as u32,
+            };
+            if self.try_lease(&pool.name, host, &lease)? {
+                guard.leases.push(lease);
+                hosts.push(host);
+            }
+        }
+        if guard.leases.len() < req.num_nodes as usize {
+            return Err(ProvisionError::capacity(
+                FailureScope::Region,
+                format!(
+                    "ssh node pool {} has {} free host(s) of {}; cluster {} needs {}",
+                    pool.name,
+                    guard.leases.len(),
+                    pool.hosts.len(),
+                    req.cluster_name,
+                    req.num_nodes
+                ),
+            )
+            .with_fix("add hosts to the pool or `sky down` a cluster that uses it"));
+        }
+        // Every host must answer, in parallel and fast; on failure nothing has been started
+        // on any host, and the leases are released by the guard.
+        let results = join_all(hosts.iter().map(|h| self.probe(&pool.name, h))).await;
+        let mut caps = Vec::new();
+        let mut failures = Vec::new();
+        for r in results {
+            match r {
+                Ok(c) => caps.push(c),
+                Err(e) => failures.push(e),
+            }
+        }
+        if let Some(first) = failures.first() {
+            let auth = failures
+                .iter()
+                .find(|e| e.kind == ProvisionErrorKind::InvalidConfig);
+            let base = auth.unwrap_or(first).clone();
+            let message = failures
+                .iter()
+                .map(|e| e.message.clone())
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(ProvisionError { message, ..base });
+        }
+        if let Some(cap) = min_capacity(&caps) {
+            self.save_capacity(&pool.name, &cap);
+        }
+        guard.keep = true;
+        Ok(self.handle(req, &guard.leases))
+    }
+
+    async fn wait_instances(&self, h: &ClusterHandle) -> Result<(), ProvisionError> {
+        let leases = self.leases_of(&h.cluster_name_on_cloud);
+        if leases.len() != h.num_nodes as usize {
+            return Err(ProvisionError::other(format!(
+                "ssh cluster {} holds {} of {} hosts",
+                h.cluster_name,
+                leases.len(),
+                h.num_nodes
+            )));
+        }
+        Ok(())
+    }
+
+    async fn query_instances(
+        &self,
+        h: &ClusterHandle,
+    ) -> Result<Vec<InstanceInfo>, ProvisionError> {
+        Ok(self
+            .leases_of(&h.cluster_name_on_cloud)
+            .into_iter()
+            .map(|l| InstanceInfo {
+                instance_id: format!("{}/{}:{}", l.pool, l.ip, l.port),
+                rank: l.rank,
+                internal_ip: l.ip.clone(),
+                external_ip: Some(l.ip),
+                state: InstanceState::Running,
+            })
+            .collect())
+    }
+
+    async fn terminate_instances(&self, h: &ClusterHandle) -> Result<(), ProvisionError> {
+        let leases = self.leases_of(&h.cluster_name_on_cloud);
+        let cleanups = leases.iter().map(|l| async move {
+            match self.host_of(l) {
+                Some(host) => self.clean_host(host, &h.cluster_name_on_cloud).await,
+                // The host left the pools file: nothing to reach; forget the lease.
+                None => Ok(()),
+            }
+        });
+        let results = join_all(cleanups).await;
+        let mut problems = Vec::new();
+        let mut done = Vec::new();
+        for (l, r) in leases.iter().zip(results) {
+            match r {
+                Ok(()) => done.push(l.clone()),
+                Err(e) => problems.push(e),
+            }
+        }
+        self.release(&done);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ProvisionError::transient(
+                FailureScope::Cloud,
+                format!(
+                    "terminate ssh cluster {}: could not clean {}",
+                    h.cluster_name,
+                    problems.join("; ")
+                ),
+            )
+            .with_fix(format!(
+                "bring the hosts back and run `sky down {}` again (or `sky down -p` to forget them)",
+                h.cluster_name
+            )))
+        }
+    }
+
+    fn command_runner(
+        &self,
+        h: &ClusterHandle,
+        node: &InstanceInfo,
+    ) -> Result<Arc<dyn CommandRunner>, ProvisionError> {
+        let lease = self
+            .leases_of(&h.cluster_name_on_cloud)
+            .into_iter()
+            .find(|l| l.rank == node.rank)
+            .ok_or_else(|| {
+                ProvisionError::other(format!(
+                    "node {} of ssh cluster {} does not exist",
+                    node.rank, h.cluster_name
+                ))
+            })?;
+        let host = self.host_of(&lease).ok_or_else(|| {
+            ProvisionError::invalid_config(
+                FailureScope::Cloud,
+                format!(
+                    "host {} of cluster {} is no longer in ssh node pool {}",
+                    lease.ip, h.cluster_name, lease.pool
+                ),
+            )
+            .with_fix(format!(
+                "restore it in ~/.sky/{POOLS_FILE} or `sky down -p {}`",
+                h.cluster_name
+            ))
+        })?;
+        Ok(Arc::new(SshRunner::new(
+            self.target(host),
+            h.cluster_name_on_cloud.clone(),
+        )))
+    }
+}
+
+fn min_capacity(caps: &[HostCapacity]) -> Option<HostCapacity> {
+    let first = caps.first()?.clone();
+    Some(caps.iter().skip(1).fold(first, |a, c| HostCapacity {
+        vcpus: a.vcpus.min(c.vcpus),
+        memory_gib: a.memory_gib.min(c.memory_gib),
+        accelerator: match (&a.accelerator, &c.accelerator) {
+            (Some((n1, c1)), Some((n2, c2))) if n1 == n2 => Some((n1.clone(), c1.min(*c2))),
+            _ => None,
+        },
+    }))
+}
+
+/// Runs futures concurrently on the current task, results in order.
+async fn join_all<F: std::future::Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let futs: Vec<_> = futs.into_iter().map(Box::pin).collect();
+    let mut results: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    let mut pending: Vec<_> = futs.into_iter().enumerate().collect();
+    std::future::poll_fn(|cx| {
+        pending.retain_mut(|(i, f)| match f.as_mut().poll(cx) {
+            std::task::Poll::Ready(v) => {
+                results[*i] = Some(v);
+                false
+            }
+            std::task::Poll::Pending => true,
+        });
+        if pending.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    results.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacity_from_probe_output() {
+        let c = parse_capacity(
+            "8\n16314200\n0, NVIDIA A100-SXM4-80GB, 81920 MiB\n1, NVIDIA A100-SXM4-80GB, 81920 MiB\n",
+        );
+        assert_eq!(c.vcpus, 8.0);
+        assert!((c.memory_gib - 15.6).abs() < 0.01, "{}", c.memory_gib);
+        assert_eq!(c.accelerator, Some(("A100-80GB".into(), 2.0)));
+        assert_eq!(parse_capacity("2\n1000000\n").accelerator, None);
+        assert_eq!(canonical_gpu_name("Tesla T4", "15360 MiB"), "T4");
+        assert_eq!(
+            canonical_gpu_name("NVIDIA H100 80GB HBM3", "81559 MiB"),
+            "H100"
+        );
+    }
+
+    #[test]
+    fn ssh_options_follow_the_pool() {
+        let t = SshTarget {
+            ip: "10.200.0.11".into(),
+            port: 22,
+            user: Some("sky".into()),
+            identity_file: Some("/k/id".into()),
+            known_hosts_file: Some("/k/known".into()),
+            strict_host_key_checking: "yes".into(),
+            control_dir: "/tmp/c".into(),
+            connect_timeout: Duration::from_secs(3),
+        };
+        let o = t.options(true).join(" ");
+        for want in [
+            "BatchMode=yes",
+            "ConnectTimeout=3",
+            "StrictHostKeyChecking=yes",
+            "UserKnownHostsFile=/k/known",
+            "-i /k/id",
+            "ControlPath=/tmp/c/%C",
+            "ControlPersist=",
+        ] {
+            assert!(o.contains(want), "{want} not in {o}");
+        }
+        assert!(t.options(false).join(" ").contains("ControlPath=none"));
+        assert_eq!(t.destination(), "sky@10.200.0.11");
+        assert_eq!(shell_quote("a'b"), r"'a'\''b'");
+    }
+}
