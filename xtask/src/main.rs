@@ -461,7 +461,8 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
     let quick = extra.iter().any(|a| a == "--quick");
     if !extra.iter().any(|a| a == "--process-only") {
         let mut c = cargo();
-        c.args(["bench", "--workspace", "--benches"]);
+        // Only bench targets: criterion flags would be refused by the libs' libtest harness.
+        c.args(["bench", "--workspace", "--bench", "*"]);
         if quick {
             c.args(["--", "--warm-up-time", "1", "--measurement-time", "2"]);
         }
