@@ -148,6 +148,19 @@ pub async fn backend(env: &HostEnv) -> Result<Backend, String> {
     })
 }
 
+/// The backend, or (from inside a command's async body) a message and exit code 3.
+macro_rules! backend_or_exit {
+    ($env:expr) => {
+        match backend($env).await {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("{e}");
+                return exit::INVALID_INPUT;
+            }
+        }
+    };
+}
+
 /// Runs an async command body on a small runtime, with Ctrl-C turning into a clean message.
 pub fn block_on<F: std::future::Future<Output = i32>>(f: F) -> i32 {
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -320,13 +333,7 @@ pub fn launch(env: &HostEnv, args: &crate::LaunchArgs, command_line: String) -> 
         .clone()
         .unwrap_or_else(|| crate::launch::generated_cluster_name(env));
     block_on(async {
-        let backend = match backend(env).await {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("{e}");
-                return exit::INVALID_INPUT;
-            }
-        };
+        let backend = backend_or_exit!(env);
         let problems = sky_optimizer::validate_task(backend.catalog(), &task);
         if !problems.is_empty() {
             eprintln!(
@@ -409,13 +416,7 @@ pub fn exec(env: &HostEnv, args: &crate::ExecArgs, command_line: String) -> i32 
         return report(&e);
     }
     block_on(async {
-        let backend = match backend(env).await {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("{e}");
-                return exit::INVALID_INPUT;
-            }
-        };
+        let backend = backend_or_exit!(env);
         let rep = reporter();
         let submitted = match backend
             .exec(&args.cluster, &task, &command_line, &rep)
@@ -462,13 +463,7 @@ fn duration(secs: i64) -> String {
 /// `sky status`.
 pub fn status(env: &HostEnv, args: &crate::StatusArgs) -> i32 {
     block_on(async {
-        let backend = match backend(env).await {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("{e}");
-                return exit::INVALID_INPUT;
-            }
-        };
+        let backend = backend_or_exit!(env);
         let mut records = match backend.state.list_clusters().await {
             Ok(r) => r,
             Err(e) => {
@@ -591,13 +586,7 @@ async fn targets(backend: &Backend, names: &[String], all: bool) -> Result<Vec<S
 /// `sky stop`, `sky start`, `sky down`.
 pub fn lifecycle(env: &HostEnv, what: &str, args: &ClusterArgs) -> i32 {
     block_on(async {
-        let backend = match backend(env).await {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("{e}");
-                return exit::INVALID_INPUT;
-            }
-        };
+        let backend = backend_or_exit!(env);
         let names = match targets(&backend, &args.clusters, args.all).await {
             Ok(n) => n,
             Err(code) => return code,
@@ -624,13 +613,7 @@ pub fn lifecycle(env: &HostEnv, what: &str, args: &ClusterArgs) -> i32 {
 /// `sky autostop`.
 pub fn autostop(env: &HostEnv, args: &crate::AutostopArgs) -> i32 {
     block_on(async {
-        let backend = match backend(env).await {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("{e}");
-                return exit::INVALID_INPUT;
-            }
-        };
+        let backend = backend_or_exit!(env);
         let names = match targets(&backend, &args.clusters, args.all).await {
             Ok(n) => n,
             Err(code) => return code,
@@ -668,13 +651,7 @@ pub fn autostop(env: &HostEnv, args: &crate::AutostopArgs) -> i32 {
 /// `sky queue`.
 pub fn queue(env: &HostEnv, args: &crate::QueueArgs) -> i32 {
     block_on(async {
-        let backend = match backend(env).await {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("{e}");
-                return exit::INVALID_INPUT;
-            }
-        };
+        let backend = backend_or_exit!(env);
         let names = match targets(&backend, &args.clusters, args.clusters.is_empty()).await {
             Ok(n) => n,
             Err(code) => return code,
@@ -757,13 +734,7 @@ pub fn logs(env: &HostEnv, args: &crate::LogsArgs) -> i32 {
         };
     }
     block_on(async {
-        let backend = match backend(env).await {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("{e}");
-                return exit::INVALID_INPUT;
-            }
-        };
+        let backend = backend_or_exit!(env);
         let job = args.job_ids.first().copied();
         if args.status {
             return match backend.queue(&args.cluster, true).await {
@@ -803,13 +774,7 @@ pub fn cancel(env: &HostEnv, args: &crate::CancelArgs) -> i32 {
         return exit::USAGE;
     }
     block_on(async {
-        let backend = match backend(env).await {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("{e}");
-                return exit::INVALID_INPUT;
-            }
-        };
+        let backend = backend_or_exit!(env);
         match backend
             .cancel(&args.cluster, args.job_ids.clone(), args.all)
             .await
@@ -838,13 +803,7 @@ pub fn cancel(env: &HostEnv, args: &crate::CancelArgs) -> i32 {
 /// `sky ssh CLUSTER [COMMAND]`: a shell (or one command) on the head node.
 pub fn ssh(env: &HostEnv, args: &crate::SshArgs) -> i32 {
     block_on(async {
-        let backend = match backend(env).await {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("{e}");
-                return exit::INVALID_INPUT;
-            }
-        };
+        let backend = backend_or_exit!(env);
         let (p, h, nodes) = match backend.nodes(&args.cluster).await {
             Ok(x) => x,
             Err(e) => return report(&e),
@@ -877,13 +836,7 @@ pub fn ssh(env: &HostEnv, args: &crate::SshArgs) -> i32 {
 /// `sky cost-report`.
 pub fn cost_report(env: &HostEnv, _args: &crate::CostReportArgs) -> i32 {
     block_on(async {
-        let backend = match backend(env).await {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("{e}");
-                return exit::INVALID_INPUT;
-            }
-        };
+        let backend = backend_or_exit!(env);
         let rows = match backend.state.cost_report(sky_launch::now()).await {
             Ok(r) => r,
             Err(e) => {
