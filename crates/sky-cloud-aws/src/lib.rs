@@ -331,6 +331,23 @@ impl AwsProvider {
             })
     }
 
+    /// Ids of the cluster's instances whose state is one of `states` (stop and start act on
+    /// these).
+    async fn node_ids_in(
+        &self,
+        h: &ClusterHandle,
+        states: &[InstanceState],
+    ) -> Result<Vec<String>, ProvisionError> {
+        let nodes = self
+            .list_nodes(&h.region, &h.cluster_name_on_cloud, false)
+            .await?;
+        Ok(nodes
+            .into_iter()
+            .filter(|n| n.state.is_some_and(|st| states.contains(&st)))
+            .map(|n| n.id)
+            .collect())
+    }
+
     async fn list_nodes(
         &self,
         region: &str,
@@ -1213,19 +1230,9 @@ impl CloudProvider for AwsProvider {
                 h.cluster_name
             )));
         }
-        let nodes = self
-            .list_nodes(&h.region, &h.cluster_name_on_cloud, false)
+        let ids = self
+            .node_ids_in(h, &[InstanceState::Running, InstanceState::Pending])
             .await?;
-        let ids: Vec<String> = nodes
-            .iter()
-            .filter(|n| {
-                matches!(
-                    n.state,
-                    Some(InstanceState::Running | InstanceState::Pending)
-                )
-            })
-            .map(|n| n.id.clone())
-            .collect();
         if !ids.is_empty() {
             self.client(&h.region)
                 .await
@@ -1245,19 +1252,9 @@ impl CloudProvider for AwsProvider {
     }
 
     async fn start_instances(&self, h: &ClusterHandle) -> Result<(), ProvisionError> {
-        let nodes = self
-            .list_nodes(&h.region, &h.cluster_name_on_cloud, false)
+        let ids = self
+            .node_ids_in(h, &[InstanceState::Stopped, InstanceState::Stopping])
             .await?;
-        let ids: Vec<String> = nodes
-            .iter()
-            .filter(|n| {
-                matches!(
-                    n.state,
-                    Some(InstanceState::Stopped | InstanceState::Stopping)
-                )
-            })
-            .map(|n| n.id.clone())
-            .collect();
         if !ids.is_empty() {
             self.client(&h.region)
                 .await
