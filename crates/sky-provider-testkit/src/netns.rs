@@ -219,6 +219,81 @@ impl NetnsHosts {
         assert!(st.success());
     }
 
+    /// The index of the host serving `ip`.
+    pub fn host_of(&self, ip: &str) -> Option<usize> {
+        self.hosts.iter().position(|h| h.ip == ip)
+    }
+
+    /// The pid of a host's listening sshd (the one process a power cycle keeps, standing in
+    /// for the machine's boot starting it again).
+    fn sshd_pid(&self, host: usize) -> Option<u32> {
+        let h = &self.hosts[host];
+        std::fs::read_to_string(self.state_dir.join(&h.name).join("sshd.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Emulates powering a host off, as a VM stop does: every process in its namespace but
+    /// the listening sshd is killed (its SSH sessions end, so clients see the connections
+    /// close), then its link goes down. The home directory (the disk) is kept.
+    pub fn power_off(&self, host: usize) {
+        let h = &self.hosts[host];
+        let keep = self.sshd_pid(host);
+        // Sessions may fork while being killed: a few rounds until only sshd is left.
+        for _ in 0..20 {
+            let pids: Vec<u32> = Command::new("ip")
+                .args(["netns", "pids", &h.name])
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .filter_map(|p| p.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let victims: Vec<String> = pids
+                .into_iter()
+                .filter(|p| Some(*p) != keep)
+                .map(|p| p.to_string())
+                .collect();
+            if victims.is_empty() {
+                break;
+            }
+            let _ = Command::new("kill").arg("-KILL").args(&victims).output();
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        self.set_link(host, false);
+    }
+
+    /// Emulates powering a host back on: its link comes up (sshd was kept listening).
+    pub fn power_on(&self, host: usize) {
+        self.set_link(host, true);
+    }
+
+    /// Emulates a terminated VM's disk going away: powers the host off, empties its home but
+    /// for `.ssh` (the login key, as a fresh image would have), and powers it on again so the
+    /// address can serve the next instance.
+    pub fn wipe(&self, host: usize) {
+        self.power_off(host);
+        let home = &self.hosts[host].home;
+        if let Ok(entries) = std::fs::read_dir(home) {
+            for e in entries.flatten() {
+                if e.file_name() == ".ssh" {
+                    continue;
+                }
+                let p = e.path();
+                let _ = if p.is_dir() && !p.is_symlink() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+            }
+        }
+        self.power_on(host);
+    }
+
     /// Runs `script` as user `sky` inside the host's namespace and mounts (no SSH), returning
     /// (exit code, output).
     pub fn exec(&self, host: usize, script: &str) -> (i32, String) {

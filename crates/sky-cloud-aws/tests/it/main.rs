@@ -1,9 +1,10 @@
 //! Integration tests of sky-cloud-aws against a real moto server (started by [`moto`]), with a
 //! fault-injecting proxy ([`proxy`]) for the capacity, quota and auth errors moto cannot make.
 //!
-//! Network safety: no test here ever opens an SSH connection. Tests that call the provider
-//! directly never ask for a runner except to check that one is refused; launcher tests use an
-//! emulated endpoint, so `AwsProvider::command_runner` refuses every address outside
+//! Network safety: only `conformance` opens SSH connections, to its own namespace hosts, which
+//! are the only addresses of its VPC's subnet (see there). Elsewhere, tests that call the
+//! provider directly never ask for a runner except to check that one is refused; launcher tests
+//! use an emulated endpoint, so `AwsProvider::command_runner` refuses every address outside
 //! 127.0.0.0/8 and 10.200.0.0/24 (moto's invented 54.x / 10.x addresses), and no runner
 //! factory is plugged in at all: the launch stops at the agent stage by construction.
 

@@ -50,10 +50,26 @@ pub struct Seen {
     pub injected: Option<String>,
 }
 
-#[derive(Debug, Default)]
+/// Called with (action, form body, upstream response) after a forwarded request is answered
+/// upstream and before the answer goes back to the client, so a test can make the EC2 calls
+/// act on emulated machines at the moment the API reports them done.
+pub type Hook = Arc<dyn Fn(&str, &str, &[u8]) + Send + Sync>;
+
+#[derive(Default)]
 struct State {
     faults: Vec<Fault>,
     seen: Vec<Seen>,
+    hook: Option<Hook>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("faults", &self.faults)
+            .field("seen", &self.seen)
+            .field("hook", &self.hook.is_some())
+            .finish()
+    }
 }
 
 /// A running proxy (stops with the test's runtime).
@@ -65,11 +81,20 @@ pub struct Proxy {
 
 impl Proxy {
     pub async fn start(upstream: SocketAddr, faults: Vec<Fault>) -> Proxy {
+        Self::start_with_hook(upstream, faults, None).await
+    }
+
+    pub async fn start_with_hook(
+        upstream: SocketAddr,
+        faults: Vec<Fault>,
+        hook: Option<Hook>,
+    ) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
             faults,
             seen: Vec::new(),
+            hook,
         }));
         let st = state.clone();
         tokio::spawn(async move {
@@ -128,7 +153,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn form_value(body: &str, key: &str) -> Option<String> {
+pub fn form_value(body: &str, key: &str) -> Option<String> {
     body.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
         (percent_decode(k) == key).then(|| percent_decode(v))
@@ -243,6 +268,10 @@ async fn serve(
     up.write_all(&buf[head_end..]).await?;
     let mut resp = Vec::new();
     up.read_to_end(&mut resp).await?;
+    let hook = st.lock().unwrap().hook.clone();
+    if let Some(hook) = hook {
+        hook(&action, &body, &resp);
+    }
     conn.write_all(&resp).await?;
     conn.shutdown().await?;
     Ok(())
