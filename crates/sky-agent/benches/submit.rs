@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use sky_agent::{Agent, AgentClient, AgentConfig, ClusterInfo, JobSpec, JobStatus, NodeInfo};
+use sky_agent::{
+    Agent, AgentClient, AgentConfig, ClusterInfo, JobSpec, JobStatus, NodeInfo, Token,
+};
 
 fn submit_to_running(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -17,11 +19,13 @@ fn submit_to_running(c: &mut Criterion) {
             zone: None,
             nodes: vec![NodeInfo::new(0, "127.0.0.1", None)],
         };
-        let cfg = AgentConfig::head(dir.path(), "127.0.0.1:0".parse().unwrap(), cluster);
+        let token = Token::generate().unwrap();
+        let mut cfg = AgentConfig::head(dir.path(), "127.0.0.1:0".parse().unwrap(), cluster);
+        cfg.token = Some(token.clone());
         let agent = Agent::bind(cfg).await.unwrap();
         let addr = agent.local_addr();
         tokio::spawn(agent.run(None));
-        AgentClient::connect(addr).await.unwrap()
+        AgentClient::connect(addr, token).await.unwrap()
     });
     let spec = JobSpec {
         run: Some("true".into()),

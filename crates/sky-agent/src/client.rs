@@ -7,10 +7,10 @@ use tokio::io::BufReader;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use crate::AgentError;
 use crate::protocol::{
     JobRecord, JobSpec, JobStatus, Reply, Request, WaitFor, read_line, write_line,
 };
+use crate::{AgentError, Token};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -18,6 +18,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug)]
 pub struct AgentClient {
     addr: SocketAddr,
+    token: Token,
 }
 
 /// What `ping` learns.
@@ -71,16 +72,17 @@ impl ReplyStream {
 }
 
 impl AgentClient {
-    /// A client for the agent at `addr`, checked with a `Ping`.
-    pub async fn connect(addr: SocketAddr) -> Result<Self, AgentError> {
-        let c = Self::new(addr);
+    /// A client for the agent at `addr` of the cluster whose token is `token`, checked with a
+    /// `Ping`.
+    pub async fn connect(addr: SocketAddr, token: Token) -> Result<Self, AgentError> {
+        let c = Self::new(addr, token);
         c.ping().await?;
         Ok(c)
     }
 
     /// A client for `addr` without contacting it.
-    pub fn new(addr: SocketAddr) -> Self {
-        Self { addr }
+    pub fn new(addr: SocketAddr, token: Token) -> Self {
+        Self { addr, token }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -96,7 +98,18 @@ impl AgentClient {
             .map_err(|e| AgentError::io(ctx(), e))?;
         let _ = stream.set_nodelay(true);
         let (r, mut w) = stream.into_split();
-        write_line(&mut w, req).await.map_err(|e| {
+        // The shape of [`Envelope`], borrowed.
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            token: &'a str,
+            #[serde(flatten)]
+            request: &'a Request,
+        }
+        let line = Line {
+            token: self.token.expose(),
+            request: req,
+        };
+        write_line(&mut w, &line).await.map_err(|e| {
             AgentError::io(format!("send a request to the agent at {}", self.addr), e)
         })?;
         Ok(ReplyStream {

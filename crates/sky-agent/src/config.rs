@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::AgentError;
+use crate::{AgentError, Token};
 
 /// How one agent runs. Build with [`AgentConfig::worker`] or [`AgentConfig::head`] and adjust.
 #[derive(Clone, Debug)]
@@ -22,6 +22,9 @@ pub struct AgentConfig {
     pub rank: u32,
     /// Whether this agent keeps the job queue.
     pub head: bool,
+    /// The cluster token requests must carry (the head also sends it to its workers). `None`
+    /// = read `node_home/.sky/agent.token` when binding.
+    pub token: Option<Token>,
     /// Head only: the cluster's nodes (rank order; the entry with `rank` is this node).
     pub cluster: Option<ClusterInfo>,
     /// Head only: argv run when autostop fires, with `stop` or `down` appended.
@@ -45,6 +48,7 @@ impl AgentConfig {
             listen,
             rank,
             head: false,
+            token: None,
             cluster: None,
             autostop_hook: Vec::new(),
             autostop_tick: Duration::from_secs(20),

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -18,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use sky_sched::{Command, DequeueReason, Event, Placement, Scheduler};
 
+use crate::AgentClient;
 use crate::config::{AgentConfig, ClusterInfo};
 use crate::node::{self, NodeCtx, RankEvent};
 use crate::protocol::{
@@ -31,7 +31,7 @@ use crate::{AgentError, clock};
 #[derive(Clone, Debug)]
 enum Target {
     Local,
-    Remote(SocketAddr),
+    Remote(AgentClient),
 }
 
 #[derive(Clone, Debug)]
@@ -144,7 +144,8 @@ impl Head {
                     && let Some(addr) = n.agent_addr
                 {
                     for &id in &orphans {
-                        tokio::spawn(node::kill_remote(addr, id));
+                        let agent = AgentClient::new(addr, node.token.clone());
+                        tokio::spawn(node::kill_remote(agent, id));
                     }
                 }
             }
@@ -526,7 +527,9 @@ impl Head {
                     target: if n.rank == self.my_rank {
                         Target::Local
                     } else {
-                        n.agent_addr.map_or(Target::Local, Target::Remote)
+                        n.agent_addr.map_or(Target::Local, |a| {
+                            Target::Remote(AgentClient::new(a, self.node.token.clone()))
+                        })
                     },
                     cuda: sched::visible_devices(n, a),
                     gpus,
@@ -705,10 +708,10 @@ impl Head {
 
     fn kill_ranks(&self, id: u64, ranks: &[RankPlan]) {
         for r in ranks {
-            match r.target {
+            match &r.target {
                 Target::Local => self.node.kill_job(id),
-                Target::Remote(addr) => {
-                    tokio::spawn(node::kill_remote(addr, id));
+                Target::Remote(agent) => {
+                    tokio::spawn(node::kill_remote(agent.clone(), id));
                 }
             }
         }
@@ -744,12 +747,13 @@ impl Head {
                 let _ = tx.send((rank, e));
             };
             let script = script.to_string();
-            match r.target {
+            match &r.target {
                 Target::Local => {
                     let node = self.node.clone();
                     set.spawn(async move { (rank, node.run_local(id, &script, &env, emit).await) });
                 }
-                Target::Remote(addr) => {
+                Target::Remote(agent) => {
+                    let agent = agent.clone();
                     let spec = ExecSpec {
                         job_id: id,
                         rank: rank as u32,
@@ -757,7 +761,7 @@ impl Head {
                         env,
                         log_name: None,
                     };
-                    set.spawn(async move { (rank, node::run_remote(addr, spec, emit).await) });
+                    set.spawn(async move { (rank, node::run_remote(agent, spec, emit).await) });
                 }
             }
         }

@@ -2,17 +2,16 @@
 //! ranks) or remotely (the head asking a worker agent with `Exec`).
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, BufReader};
-use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
 use crate::proc::{self, ProcTable};
-use crate::protocol::{ExecSpec, Reply, Request, Utf8Chunker, read_line, write_line};
+use crate::protocol::{ExecSpec, Reply, Request, Utf8Chunker, write_line};
+use crate::{AgentClient, Token};
 
 /// What a running rank reports.
 #[derive(Debug)]
@@ -25,6 +24,8 @@ pub(crate) enum RankEvent {
 #[derive(Clone, Debug)]
 pub(crate) struct NodeCtx {
     pub home: PathBuf,
+    /// The cluster token (the head sends it to its workers).
+    pub token: Token,
     pub procs: ProcTable,
     pub grace: Duration,
 }
@@ -136,55 +137,45 @@ fn open_node_log(home: &Path, name: &str) -> Option<std::fs::File> {
         .ok()
 }
 
-/// Runs one rank on the worker agent at `addr`; returns its exit code (-1 when the agent
-/// cannot be reached or the connection is lost).
-pub(crate) async fn run_remote(addr: SocketAddr, spec: ExecSpec, emit: impl Fn(RankEvent)) -> i32 {
+/// Runs one rank on the worker agent `agent`; returns its exit code (-1 when the agent cannot
+/// be reached or the connection is lost).
+pub(crate) async fn run_remote(
+    agent: AgentClient,
+    spec: ExecSpec,
+    emit: impl Fn(RankEvent),
+) -> i32 {
     let fail = |msg: String| {
         emit(RankEvent::Data(
-            format!("sky-agent: rank {} on {addr}: {msg}\n", spec.rank).into_bytes(),
+            format!("sky-agent: rank {} on {}: {msg}\n", spec.rank, agent.addr()).into_bytes(),
         ));
         -1
     };
-    let stream = match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return fail(format!("failed to connect to the node agent: {e}")),
-        Err(_) => return fail("timed out connecting to the node agent".into()),
+    let mut replies = match agent.request(&Request::Exec(spec.clone())).await {
+        Ok(r) => r,
+        Err(e) => return fail(format!("failed to send the job to the node agent: {e}")),
     };
-    let _ = stream.set_nodelay(true);
-    let (r, mut w) = stream.into_split();
-    let mut r = BufReader::new(r);
-    if let Err(e) = write_line(&mut w, &Request::Exec(spec.clone())).await {
-        return fail(format!("failed to send the job: {e}"));
-    }
     loop {
-        let line = match read_line(&mut r).await {
-            Ok(Some(l)) => l,
+        match replies.next().await {
+            Ok(Some(Reply::Started { pid })) => emit(RankEvent::Started(pid)),
+            Ok(Some(Reply::Output { data })) => emit(RankEvent::Data(data.into_bytes())),
+            Ok(Some(Reply::Exited { code })) => return code,
+            Ok(Some(other)) => return fail(format!("unexpected reply {other:?}")),
             Ok(None) => return fail("lost the connection to the node agent".into()),
-            Err(e) => return fail(format!("lost the connection to the node agent: {e}")),
-        };
-        match serde_json::from_slice::<Reply>(&line) {
-            Ok(Reply::Started { pid }) => emit(RankEvent::Started(pid)),
-            Ok(Reply::Output { data }) => emit(RankEvent::Data(data.into_bytes())),
-            Ok(Reply::Exited { code }) => return code,
-            Ok(Reply::Error { message }) => return fail(message),
-            Ok(other) => return fail(format!("unexpected reply {other:?}")),
-            Err(e) => return fail(format!("malformed reply: {e}")),
+            Err(e) => return fail(e.to_string()),
         }
     }
 }
 
-/// Asks the agent at `addr` to kill the job's processes (best effort).
-pub(crate) async fn kill_remote(addr: SocketAddr, job_id: u64) {
+/// Asks the worker agent `agent` to kill the job's processes (best effort).
+pub(crate) async fn kill_remote(agent: AgentClient, job_id: u64) {
     let res = tokio::time::timeout(Duration::from_secs(5), async {
-        let stream = TcpStream::connect(addr).await?;
-        let (r, mut w) = stream.into_split();
-        write_line(&mut w, &Request::Kill { job_id }).await?;
-        let mut r = BufReader::new(r);
-        read_line(&mut r).await
+        agent.request(&Request::Kill { job_id }).await?.next().await
     })
     .await;
-    if !matches!(res, Ok(Ok(Some(_)))) {
-        crate::log(&format!("could not ask {addr} to kill job {job_id}"));
+    if !matches!(res, Ok(Ok(Some(Reply::Ok)))) {
+        crate::log(&format!(
+            "could not ask {} to kill job {job_id}",
+            agent.addr()
+        ));
     }
 }

@@ -1,8 +1,10 @@
 //! Wire protocol: newline-delimited JSON over TCP, one request per connection.
 //!
-//! The client writes one [`Request`] line and must not half-close its write side (a worker reads
-//! EOF on an `Exec` connection as "the head is gone" and kills the process). The agent answers
-//! with one or more [`Reply`] lines and closes the connection. Any failure is a single
+//! The client writes one [`Request`] line, with the cluster token beside the `op`
+//! (`{"token":"…","op":"ping"}`, see [`Envelope`]); a request without the right token gets one
+//! `error` line and nothing is done. The client must not half-close its write side (a worker
+//! reads EOF on an `Exec` connection as "the head is gone" and kills the process). The agent
+//! answers with one or more [`Reply`] lines and closes the connection. Any failure is a single
 //! `{"kind":"error","message":...}` line.
 
 use std::fmt;
@@ -14,7 +16,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWr
 pub const MAX_LINE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Protocol version reported by `Ping`.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A request: the first and only line a client sends on a connection.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,6 +73,15 @@ pub enum Request {
     Kill { job_id: u64 },
     /// Stops the agent (running job processes are left alone). Replies `ok`.
     Shutdown,
+}
+
+/// A request line as sent: the cluster token and the request's fields.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    #[serde(default)]
+    pub token: String,
+    #[serde(flatten)]
+    pub request: Request,
 }
 
 /// One reply line.

@@ -9,13 +9,13 @@ use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::AgentError;
 use crate::config::AgentConfig;
 use crate::head::Head;
 use crate::node::NodeCtx;
 use crate::proc::{self, ProcTable};
-use crate::protocol::{PROTOCOL_VERSION, Reply, Request, read_line, write_line};
+use crate::protocol::{Envelope, PROTOCOL_VERSION, Reply, Request, read_line, write_line};
 use crate::store::write_atomic;
+use crate::{AgentError, Token};
 
 /// Where an agent writes its bound address (`<node_home>/.sky/agent.addr`).
 pub fn agent_addr_file(node_home: &Path) -> PathBuf {
@@ -70,6 +70,10 @@ impl Agent {
     /// Prepares the node (kills processes a previous agent left; on the head, marks its
     /// unfinished jobs FAILED_DRIVER), binds, and writes `agent.addr`.
     pub async fn bind(cfg: AgentConfig) -> Result<Self, AgentError> {
+        let token = match &cfg.token {
+            Some(t) => t.clone(),
+            None => Token::load(&Token::path_in(&cfg.node_home))?,
+        };
         let sky_dir = cfg.sky_dir();
         std::fs::create_dir_all(&sky_dir)
             .map_err(|e| AgentError::io(format!("create {}", sky_dir.display()), e))?;
@@ -79,6 +83,7 @@ impl Agent {
             .map_err(|e| AgentError::io("kill orphaned processes", std::io::Error::other(e)))?;
         let node = NodeCtx {
             home: cfg.node_home.clone(),
+            token,
             procs: ProcTable::new(&sky_dir),
             grace: cfg.kill_grace,
         };
@@ -180,8 +185,19 @@ async fn handle(inner: Arc<Inner>, stream: TcpStream) {
             return;
         }
     };
-    let req: Request = match serde_json::from_slice(&line) {
-        Ok(r) => r,
+    let req = match serde_json::from_slice::<Envelope>(&line) {
+        Ok(env) if inner.node.token.matches(&env.token) => env.request,
+        Ok(_) => {
+            let _ = write_line(
+                &mut w,
+                &error(
+                    "unauthorized: the request does not carry this cluster's token (~/.sky/agent.token on its nodes)"
+                        .into(),
+                ),
+            )
+            .await;
+            return;
+        }
         Err(e) => {
             let _ = write_line(&mut w, &error(format!("bad request: {e}"))).await;
             return;

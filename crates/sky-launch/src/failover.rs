@@ -276,6 +276,7 @@ impl Backend {
         let stored = StoredHandle {
             provider: prelim.clone(),
             agent_addr: None,
+            agent_token: None,
             ips: Vec::new(),
             node_accelerators: l.accelerator.clone(),
             launched_resources: launched.clone(),

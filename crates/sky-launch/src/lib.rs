@@ -16,7 +16,7 @@ mod runtime;
 
 pub use runtime::local_uploads;
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
 use sky_agent::{AgentClient, JobRecord, JobSpec, JobStatus};
@@ -84,6 +84,9 @@ pub struct StoredHandle {
     pub provider: ClusterHandle,
     /// The head agent's address as the CLI reaches it.
     pub agent_addr: Option<String>,
+    /// The cluster token its agents require (see `sky_agent::Token`).
+    #[serde(default)]
+    pub agent_token: Option<String>,
     /// Node addresses in rank order.
     pub ips: Vec<String>,
     /// Per-node capacity given to the agents (cpus, memory, accelerators).
@@ -136,7 +139,7 @@ pub struct LaunchOptions {
 pub struct Submitted {
     pub cluster: String,
     pub job_id: u64,
-    pub agent: SocketAddr,
+    pub agent: AgentClient,
 }
 
 /// Unix seconds now. The backend is an effect layer; the clock is read here only.
@@ -222,7 +225,7 @@ impl Backend {
                 .await?;
         }
         let job_id = self
-            .submit(&opts.cluster, &handle, task, !opts.no_setup, agent)
+            .submit(&opts.cluster, &handle, task, !opts.no_setup, &agent)
             .await?;
         self.touch(&opts.cluster, &opts.command_line).await?;
         Ok(Submitted {
@@ -251,7 +254,7 @@ impl Backend {
         runtime::check_compatible(task, &rec, &handle)?;
         let agent = runtime::reach_agent(self, cluster, &handle).await?;
         runtime::sync(self, task, &handle, rep).await?;
-        let job_id = self.submit(cluster, &handle, task, false, agent).await?;
+        let job_id = self.submit(cluster, &handle, task, false, &agent).await?;
         self.touch(cluster, command_line).await?;
         Ok(Submitted {
             cluster: cluster.to_string(),
@@ -274,7 +277,7 @@ impl Backend {
         handle: &StoredHandle,
         task: &Task,
         run_setup: bool,
-        agent: SocketAddr,
+        agent: &AgentClient,
     ) -> Result<u64, LaunchError> {
         let first = task
             .resources
@@ -307,13 +310,7 @@ impl Backend {
                 spec.num_nodes, handle.provider.num_nodes
             )));
         }
-        let client = AgentClient::connect(agent)
-            .await
-            .map_err(|e| agent_err(cluster, e))?;
-        client
-            .submit(&spec)
-            .await
-            .map_err(|e| agent_err(cluster, e))
+        agent.submit(&spec).await.map_err(|e| agent_err(cluster, e))
     }
 
     /// Streams a job's logs to `sink` (following until it ends when `follow`), then returns its
@@ -348,10 +345,9 @@ impl Backend {
             )));
         }
         let h = Self::stored_handle(&rec)?;
-        let addr = runtime::reach_agent(self, cluster, &h).await?;
-        AgentClient::connect(addr)
-            .await
-            .map_err(|e| agent_err(cluster, e))
+        let c = runtime::reach_agent(self, cluster, &h).await?;
+        c.ping().await.map_err(|e| agent_err(cluster, e))?;
+        Ok(c)
     }
 
     pub async fn queue(&self, cluster: &str, all: bool) -> Result<Vec<JobRecord>, LaunchError> {
@@ -463,9 +459,8 @@ impl Backend {
         let rec = self.record(cluster).await?;
         let h = Self::stored_handle(&rec)?;
         rep.step(&format!("Terminating cluster {cluster}"));
-        if let Ok(addr) = runtime::reach_agent(self, cluster, &h).await
-            && let Ok(Ok(c)) =
-                tokio::time::timeout(Duration::from_millis(500), AgentClient::connect(addr)).await
+        if let Ok(c) = runtime::reach_agent(self, cluster, &h).await
+            && let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), c.ping()).await
         {
             let _ = tokio::time::timeout(Duration::from_secs(2), c.shutdown()).await;
         }

@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use sky_agent::AgentClient;
+use sky_agent::{AgentClient, Token};
 use sky_provider::{CloudProvider, ClusterHandle, CommandRunner, InstanceInfo};
 use sky_spec::{FileMount, Task, Workdir};
 use sky_state::ClusterRecord;
@@ -52,6 +52,18 @@ pub(crate) async fn start_agents(
             && (handle.zone.is_none() || o.zone == handle.zone)
             && o.instance_type == handle.instance_type
     });
+    // A fresh cluster token for these agents: written to a private local file and uploaded to
+    // every node (never put on a command line), kept in the client's state.
+    let token = Token::generate().map_err(|e| LaunchError::Provider(e.to_string()))?;
+    let token_dir = tempfile::tempdir().map_err(|e| {
+        LaunchError::Provider(format!(
+            "create a private directory for the cluster token: {e}"
+        ))
+    })?;
+    let token_file = token_dir.path().join("agent.token");
+    token
+        .save(&token_file)
+        .map_err(|e| LaunchError::Provider(e.to_string()))?;
     let mut agent_addrs: Vec<Option<SocketAddr>> = vec![None; nodes.len()];
     let mut runners = Vec::with_capacity(nodes.len());
     for node in &nodes {
@@ -79,12 +91,21 @@ pub(crate) async fn start_agents(
                 return Err(agent_start_err(cluster, node, &out));
             }
         }
-        let (code, out) = run_quiet(runner, "mkdir -p ~/.sky && rm -f ~/.sky/agent.addr")
-            .await
-            .map_err(|e| agent_start_err(cluster, node, &e))?;
+        let (code, out) = run_quiet(
+            runner,
+            "mkdir -p ~/.sky && rm -f ~/.sky/agent.addr ~/.sky/agent.token",
+        )
+        .await
+        .map_err(|e| agent_start_err(cluster, node, &e))?;
         if code != 0 {
             return Err(agent_start_err(cluster, node, &out));
         }
+        runner
+            .upload(&token_file, sky_agent::TOKEN_FILE)
+            .await
+            .map_err(|e| {
+                agent_start_err(cluster, node, &format!("upload the cluster token: {e}"))
+            })?;
         // A remote node gets this `sky` binary at ~/.sky/bin/sky (rsync skips an unchanged
         // one) and runs the agent from there; local sandboxes run this binary directly.
         let remote = runner.node_home().is_none();
@@ -138,15 +159,12 @@ pub(crate) async fn start_agents(
         .forward_port(head_addr.port())
         .await
         .map_err(|e| agent_start_err(cluster, &nodes[0], &e.to_string()))?;
-    let client = AgentClient::connect(reachable)
-        .await
-        .map_err(|e| agent_start_err(cluster, &nodes[0], &e.to_string()))?;
-    client
-        .ping()
+    AgentClient::connect(reachable, token.clone())
         .await
         .map_err(|e| agent_start_err(cluster, &nodes[0], &e.to_string()))?;
     Ok(StoredHandle {
         agent_addr: Some(reachable.to_string()),
+        agent_token: Some(token.expose().to_string()),
         ips: nodes.iter().map(|n| n.internal_ip.clone()).collect(),
         node_accelerators: offering
             .as_ref()
@@ -229,6 +247,19 @@ fn cluster_file_json(
     .to_string()
 }
 
+/// The cluster token its agents require, as recorded when they started.
+fn agent_token(cluster: &str, h: &StoredHandle) -> Result<Token, LaunchError> {
+    h.agent_token
+        .as_deref()
+        .and_then(|t| Token::parse(t).ok())
+        .ok_or_else(|| LaunchError::Agent {
+            cluster: cluster.to_string(),
+            detail: format!(
+                "no agent token recorded; `sky stop {cluster}` then `sky start {cluster}` restarts its agents with one"
+            ),
+        })
+}
+
 pub(crate) fn agent_addr(cluster: &str, h: &StoredHandle) -> Result<SocketAddr, LaunchError> {
     h.agent_addr
         .as_deref()
@@ -239,10 +270,21 @@ pub(crate) fn agent_addr(cluster: &str, h: &StoredHandle) -> Result<SocketAddr, 
         })
 }
 
+/// A client of the head agent (not yet contacted), with the cluster token.
+pub(crate) async fn reach_agent(
+    backend: &Backend,
+    cluster: &str,
+    h: &StoredHandle,
+) -> Result<AgentClient, LaunchError> {
+    let token = agent_token(cluster, h)?;
+    let addr = agent_addr_here(backend, cluster, h).await?;
+    Ok(AgentClient::new(addr, token))
+}
+
 /// The head agent's address as this process reaches it. For a remote head (no `node_home`),
 /// the recorded address was a forward of the process that launched the cluster, so it forwards
 /// again: reads the agent's port from `~/.sky/agent.addr` on the head and opens a new tunnel.
-pub(crate) async fn reach_agent(
+async fn agent_addr_here(
     backend: &Backend,
     cluster: &str,
     h: &StoredHandle,
@@ -281,8 +323,7 @@ pub(crate) async fn reach_agent(
 
 pub(crate) async fn agent_alive(backend: &Backend, cluster: &str, h: &StoredHandle) -> bool {
     let ping = async {
-        let addr = reach_agent(backend, cluster, h).await.ok()?;
-        let c = AgentClient::connect(addr).await.ok()?;
+        let c = reach_agent(backend, cluster, h).await.ok()?;
         c.ping().await.ok()
     };
     matches!(

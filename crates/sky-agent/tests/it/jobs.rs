@@ -345,7 +345,7 @@ async fn bad_requests_get_an_error_line_and_the_agent_lives_on() {
     c.head.ping().await.unwrap();
     // job requests to a worker are refused with a hint
     let worker = std::fs::read_to_string(c.homes[1].join(".sky/agent.addr")).unwrap();
-    let worker = AgentClient::connect(worker.trim().parse().unwrap())
+    let worker = AgentClient::connect(worker.trim().parse().unwrap(), c.token.clone())
         .await
         .unwrap();
     assert!(!worker.ping().await.unwrap().head);
@@ -369,4 +369,61 @@ async fn bad_requests_get_an_error_line_and_the_agent_lives_on() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("num_nodes"), "{err}");
+}
+
+#[tokio::test]
+async fn requests_without_the_cluster_token_are_refused_and_do_nothing() {
+    use sky_agent::{JobStatus as S, Token};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let c = TestCluster::start(2).await;
+    let marker = c.dir.path().join("must-not-exist");
+    let submit = format!(
+        r#""op":"submit","run":"touch {}","num_nodes":1"#,
+        marker.display()
+    );
+    let worker: std::net::SocketAddr = std::fs::read_to_string(c.homes[1].join(".sky/agent.addr"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let exec = format!(
+        r#""op":"exec","job_id":7,"rank":1,"script":"touch {}","env":[]"#,
+        marker.display()
+    );
+    for (addr, body) in [
+        (c.head.addr(), format!("{{{submit}}}")),
+        (c.head.addr(), format!(r#"{{"token":"",{submit}}}"#)),
+        (
+            c.head.addr(),
+            format!(r#"{{"token":"{}x",{submit}}}"#, c.token.expose()),
+        ),
+        (worker, format!("{{{exec}}}")),
+        (worker, format!(r#"{{"token":"nope",{exec}}}"#)),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("{body}\n").as_bytes()).await.unwrap();
+        let mut reply = String::new();
+        BufReader::new(s).read_line(&mut reply).await.unwrap();
+        assert!(
+            reply.starts_with(r#"{"kind":"error","message":"unauthorized"#),
+            "{body} -> {reply}"
+        );
+    }
+    // A client with another cluster's token is refused too, by every call.
+    let other = AgentClient::new(c.head.addr(), Token::generate().unwrap());
+    let e = other.ping().await.unwrap_err().to_string();
+    assert!(e.contains("unauthorized"), "{e}");
+    assert!(other.cancel(&[], true).await.is_err());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(c.head.queue(true).await.unwrap().is_empty());
+    assert!(!marker.exists());
+    // The real token works, and the head's own requests to its worker carry it.
+    let id = c
+        .submit(JobSpec {
+            num_nodes: 2,
+            ..run("echo rank=$SKYPILOT_NODE_RANK")
+        })
+        .await;
+    let j = c.wait_for(id, |j| j.status.is_terminal()).await;
+    assert_eq!(j.status, S::Succeeded, "{}", c.logs(id).await);
 }

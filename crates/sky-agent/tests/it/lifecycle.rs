@@ -67,5 +67,9 @@ async fn shutdown_request_stops_the_agent() {
     let c = TestCluster::start(1).await;
     c.head.shutdown().await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(AgentClient::connect(c.head.addr()).await.is_err());
+    assert!(
+        AgentClient::connect(c.head.addr(), c.token.clone())
+            .await
+            .is_err()
+    );
 }

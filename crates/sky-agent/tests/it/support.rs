@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sky_agent::{
-    Agent, AgentClient, AgentConfig, ClusterInfo, JobRecord, JobSpec, JobStatus, NodeInfo,
+    Agent, AgentClient, AgentConfig, ClusterInfo, JobRecord, JobSpec, JobStatus, NodeInfo, Token,
 };
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
@@ -18,6 +18,8 @@ pub struct TestCluster {
     pub homes: Vec<PathBuf>,
     pub ips: Vec<String>,
     pub head: AgentClient,
+    /// The cluster token every agent of this cluster requires.
+    pub token: Token,
     head_cfg: AgentConfig,
     head_task: Option<(CancellationToken, JoinHandle<()>)>,
     workers: Vec<(CancellationToken, JoinHandle<()>)>,
@@ -47,6 +49,7 @@ impl TestCluster {
             .map(|r| dir.path().join(format!("node-{r}")))
             .collect();
         let ips: Vec<String> = (0..n).map(|r| format!("127.0.0.{}", r + 1)).collect();
+        let token = Token::generate().unwrap();
         let mut nodes = Vec::new();
         let mut workers = Vec::new();
         for rank in 0..n {
@@ -60,6 +63,7 @@ impl TestCluster {
                 let listen = format!("{}:0", ips[rank]).parse().unwrap();
                 let mut cfg = AgentConfig::worker(&homes[rank], listen, rank as u32);
                 cfg.kill_grace = Duration::from_secs(1);
+                cfg.token = Some(token.clone());
                 let (addr, t, h) = spawn_agent(cfg).await;
                 node.agent_addr = Some(addr);
                 workers.push((t, h));
@@ -75,13 +79,15 @@ impl TestCluster {
         };
         let mut cfg = AgentConfig::head(&homes[0], "127.0.0.1:0".parse().unwrap(), cluster);
         cfg.kill_grace = Duration::from_secs(1);
+        cfg.token = Some(token.clone());
         tweak(&mut cfg);
         let (addr, t, h) = spawn_agent(cfg.clone()).await;
         Self {
             dir,
             homes,
             ips,
-            head: AgentClient::connect(addr).await.unwrap(),
+            head: AgentClient::connect(addr, token.clone()).await.unwrap(),
+            token,
             head_cfg: cfg,
             head_task: Some((t, h)),
             workers,
@@ -98,7 +104,9 @@ impl TestCluster {
 
     pub async fn start_head(&mut self) {
         let (addr, t, h) = spawn_agent(self.head_cfg.clone()).await;
-        self.head = AgentClient::connect(addr).await.unwrap();
+        self.head = AgentClient::connect(addr, self.token.clone())
+            .await
+            .unwrap();
         self.head_task = Some((t, h));
     }
 

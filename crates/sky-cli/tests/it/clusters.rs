@@ -31,6 +31,46 @@ impl Home {
         self.dir.path()
     }
 
+    /// The home of a local cluster's head node.
+    fn head_node(&self, cluster: &str) -> std::path::PathBuf {
+        let local = self.path().join(".sky/local");
+        std::fs::read_dir(&local)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{cluster}-")))
+            })
+            .unwrap_or_else(|| panic!("no node directory of {cluster} in {}", local.display()))
+            .join("node-0")
+    }
+
+    /// The head node's cluster token, checked to be readable by its owner only.
+    fn agent_token(&self, cluster: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.head_node(cluster).join(".sky/agent.token");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} has mode {mode:o}", p.display());
+        std::fs::read_to_string(p).unwrap().trim().to_string()
+    }
+
+    /// The head agent's first answer line to a `queue` request carrying `token`.
+    fn agent_says(&self, cluster: &str, token: Option<&str>) -> String {
+        use std::io::{BufRead, Write};
+        let addr =
+            std::fs::read_to_string(self.head_node(cluster).join(".sky/agent.addr")).unwrap();
+        let mut s = std::net::TcpStream::connect(addr.trim()).unwrap();
+        let req = match token {
+            Some(t) => format!("{{\"token\":\"{t}\",\"op\":\"queue\"}}\n"),
+            None => "{\"op\":\"queue\"}\n".to_string(),
+        };
+        s.write_all(req.as_bytes()).unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(s).read_line(&mut line).unwrap();
+        line
+    }
+
     fn task(&self, name: &str, body: &str) -> String {
         let p = self.path().join(name);
         std::fs::write(&p, body).unwrap();
@@ -103,6 +143,17 @@ fn hello_lifecycle() {
 
     let out = ok(&home.sky_in(&repo, &["status"]), "status");
     assert!(out.contains("dev") && out.contains("UP"), "{out}");
+    // The agent takes requests only with the cluster token, kept private on the node.
+    let first_token = home.agent_token("dev");
+    assert!(home.agent_says("dev", None).contains("unauthorized"));
+    assert!(
+        home.agent_says("dev", Some("0123"))
+            .contains("unauthorized")
+    );
+    assert!(
+        home.agent_says("dev", Some(&first_token))
+            .contains(r#""kind":"jobs""#)
+    );
 
     let out = ok(
         &home.sky_in(
@@ -131,6 +182,12 @@ fn hello_lifecycle() {
     ok(&home.sky_in(&repo, &["start", "dev"]), "start");
     let out = ok(&home.sky_in(&repo, &["status", "-r"]), "status -r");
     assert!(out.contains("UP"), "{out}");
+    // Restarted agents have a fresh token; the old one no longer works.
+    assert_ne!(home.agent_token("dev"), first_token);
+    assert!(
+        home.agent_says("dev", Some(&first_token))
+            .contains("unauthorized")
+    );
     let out = ok(
         &home.sky_in(&repo, &["exec", "dev", "echo after-restart"]),
         "exec after start",
