@@ -2,8 +2,10 @@
 //!
 //! The agent runs with HOME = the node's home; the client's HOME (needed by the autostop hook,
 //! which runs `sky stop|down` against the client's state) arrives in `SKY_CLIENT_HOME`.
+//! `SKY_AUTOSTOP_MINUTE_MS` (a test knob, see `docs/cli.md`) shortens the autostop minute.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use sky_agent::{AgentConfig, ClusterInfo};
 
@@ -39,7 +41,35 @@ pub fn autostop_hook(env: &HostEnv, cluster: &str) -> Vec<String> {
     vec!["sh".into(), "-c".into(), script, "sky-autostop".into()]
 }
 
+/// The variable that shortens the head agent's autostop "minute" (milliseconds; tests only).
+pub const AUTOSTOP_MINUTE_ENV: &str = "SKY_AUTOSTOP_MINUTE_MS";
+
+/// The longest autostop tick (the agent's default).
+const MAX_AUTOSTOP_TICK: Duration = Duration::from_secs(20);
+
+/// `SKY_AUTOSTOP_MINUTE_MS` as a duration: `None` when unset (one minute is 60 s), an error
+/// naming the variable when it is not a positive whole number of milliseconds.
+pub fn autostop_minute(env: &HostEnv) -> Result<Option<Duration>, String> {
+    let Some(v) = env.var(AUTOSTOP_MINUTE_ENV) else {
+        return Ok(None);
+    };
+    match v.trim().parse::<u64>() {
+        Ok(ms) if ms > 0 => Ok(Some(Duration::from_millis(ms))),
+        _ => Err(format!(
+            "{AUTOSTOP_MINUTE_ENV}={v}: expected a positive whole number of milliseconds \
+             (the length of one autostop minute, for tests); unset it for 60 s"
+        )),
+    }
+}
+
+/// How often the agent checks for idleness when a minute lasts `minute`: a third of it,
+/// at least 1 ms and at most the default 20 s.
+fn autostop_tick(minute: Duration) -> Duration {
+    (minute / 3).clamp(Duration::from_millis(1), MAX_AUTOSTOP_TICK)
+}
+
 pub fn config(env: &HostEnv, args: &AgentArgs) -> Result<AgentConfig, String> {
+    let minute = autostop_minute(env)?;
     let ip: IpAddr = args
         .ip
         .as_deref()
@@ -71,5 +101,42 @@ pub fn config(env: &HostEnv, args: &AgentArgs) -> Result<AgentConfig, String> {
     let mut cfg = AgentConfig::head(home, listen, cluster);
     cfg.rank = args.rank;
     cfg.autostop_hook = hook;
+    if let Some(minute) = minute {
+        cfg.autostop_minute = minute;
+        cfg.autostop_tick = autostop_tick(minute);
+    }
     Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn autostop_minute_is_validated() {
+        let home = std::path::Path::new("/nonexistent");
+        let unset = HostEnv::for_test(home, &[]);
+        assert_eq!(autostop_minute(&unset), Ok(None));
+        let set = HostEnv::for_test(home, &[(AUTOSTOP_MINUTE_ENV, "300")]);
+        assert_eq!(autostop_minute(&set), Ok(Some(Duration::from_millis(300))));
+        for bad in ["0", "-5", "1.5", "soon"] {
+            let env = HostEnv::for_test(home, &[(AUTOSTOP_MINUTE_ENV, bad)]);
+            let e = autostop_minute(&env).unwrap_err();
+            assert!(e.contains(AUTOSTOP_MINUTE_ENV) && e.contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn autostop_tick_is_a_third_of_the_minute_within_bounds() {
+        assert_eq!(
+            autostop_tick(Duration::from_millis(300)),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            autostop_tick(Duration::from_millis(1)),
+            Duration::from_millis(1)
+        );
+        assert_eq!(autostop_tick(Duration::from_secs(60)), MAX_AUTOSTOP_TICK);
+        assert_eq!(autostop_tick(Duration::from_secs(3600)), MAX_AUTOSTOP_TICK);
+    }
 }

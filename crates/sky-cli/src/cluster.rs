@@ -110,6 +110,7 @@ pub fn providers(
 
 /// Builds the backend: state database, providers (the local cloud), the catalog they plan on.
 pub async fn backend(env: &HostEnv) -> Result<Backend, String> {
+    crate::agentcfg::autostop_minute(env)?;
     let config = crate::clouds::load_config(env)?;
     let sky_dir = env.sky_dir();
     std::fs::create_dir_all(&sky_dir)
@@ -136,6 +137,10 @@ pub async fn backend(env: &HostEnv) -> Result<Backend, String> {
     }
     if let Some(s) = env.var("SKYPILOT_CONFIG") {
         hook_env.push(("SKY_CLIENT_CONFIG".into(), s.to_string()));
+    }
+    // The test knob reaches the agents this process starts (checked above, before any).
+    if let Some(ms) = env.var(crate::agentcfg::AUTOSTOP_MINUTE_ENV) {
+        hook_env.push((crate::agentcfg::AUTOSTOP_MINUTE_ENV.into(), ms.to_string()));
     }
     Ok(Backend {
         registry,

@@ -220,14 +220,16 @@ impl Backend {
         };
         let agent = runtime::reach_agent(self, &opts.cluster, &handle).await?;
         runtime::sync(self, task, &handle, rep).await?;
-        if let Some(idle) = opts.idle_minutes {
-            self.set_autostop(&opts.cluster, idle, opts.down, task_wait_for(task))
-                .await?;
-        }
         let job_id = self
             .submit(&opts.cluster, &handle, task, !opts.no_setup, &agent)
             .await?;
         self.touch(&opts.cluster, &opts.command_line).await?;
+        // After the submit, so the queued job already counts as activity: set before it, a
+        // short idle limit could fire between the two.
+        if let Some(idle) = opts.idle_minutes {
+            self.set_autostop(&opts.cluster, idle, opts.down, task_wait_for(task))
+                .await?;
+        }
         Ok(Submitted {
             cluster: opts.cluster.clone(),
             job_id,
@@ -263,12 +265,18 @@ impl Backend {
         })
     }
 
+    /// Records the last command. One transaction: a whole-record write could undo a status
+    /// change made meanwhile (an autostop hook's `sky stop`), or bring back a cluster that its
+    /// `sky down` has just removed.
     async fn touch(&self, cluster: &str, command_line: &str) -> Result<(), LaunchError> {
-        if let Some(mut rec) = self.state.get_cluster(cluster).await? {
-            rec.last_use = command_line.to_string();
-            self.state.upsert_cluster(&rec).await?;
+        match self
+            .state
+            .update_cluster(cluster, |rec| rec.last_use = command_line.to_string())
+            .await
+        {
+            Err(e) if e.kind() == sky_state::ErrorKind::NotFound => Ok(()),
+            r => r.map(drop).map_err(Into::into),
         }
-        Ok(())
     }
 
     async fn submit(

@@ -13,6 +13,11 @@ use crate::{Home, code, text};
 impl Home {
     /// Runs `sky` with a working directory of the test's choosing.
     fn sky_in(&self, dir: &Path, args: &[&str]) -> Output {
+        self.sky_env(dir, &[], args)
+    }
+
+    /// Like [`Home::sky_in`], with extra environment variables.
+    fn sky_env(&self, dir: &Path, vars: &[(&str, &str)], args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_sky"))
             .args(args)
             .current_dir(dir)
@@ -23,6 +28,7 @@ impl Home {
                 std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
             )
             .env("USER", "tester")
+            .envs(vars.iter().copied())
             .output()
             .expect("run sky")
     }
@@ -102,6 +108,16 @@ impl Home {
 
     /// Nothing is left: no processes, no node directories.
     fn assert_clean(&self) {
+        self.assert_no_processes_and(true);
+    }
+
+    /// No process is left (node directories may stay: a stopped cluster's do).
+    fn assert_no_processes(&self) {
+        self.assert_no_processes_and(false);
+    }
+
+    /// Waits (bounded) until no process is left and, with `no_dirs`, no node directory.
+    fn assert_no_processes_and(&self, no_dirs: bool) {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let procs = self.processes();
@@ -111,7 +127,7 @@ impl Home {
                 .flatten()
                 .flatten()
                 .map(|e| e.file_name().to_string_lossy().to_string())
-                .filter(|n| !n.starts_with('.'))
+                .filter(|n| no_dirs && !n.starts_with('.'))
                 .collect();
             if procs.is_empty() && dirs.is_empty() {
                 return;
@@ -529,5 +545,206 @@ fn provision_log_is_kept() {
         "{out}"
     );
     ok(&home.sky_in(home.path(), &["down", "pl"]), "down");
+    home.assert_clean();
+}
+
+/// One autostop "minute" in the autostop tests (`SKY_AUTOSTOP_MINUTE_MS`): real agents, short
+/// minutes. Given to the commands that start agents (`launch`); a later `sky start` without it
+/// gets 60 s minutes, so a restarted cluster stays UP while the test looks at it.
+const FAST_MINUTE: &[(&str, &str)] = &[("SKY_AUTOSTOP_MINUTE_MS", "300")];
+
+/// `sky status`'s row of `name`, if listed.
+fn status_row(home: &Home, name: &str) -> Option<String> {
+    let out = ok(&home.sky_in(home.path(), &["status"]), "status");
+    out.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .map(str::to_string)
+}
+
+/// Polls (bounded: 30 s, generous for a loaded machine) until `done` holds for the row of
+/// `name` (`None`: not listed); returns that row.
+fn wait_row(
+    home: &Home,
+    name: &str,
+    what: &str,
+    done: impl Fn(Option<&str>) -> bool,
+) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let row = status_row(home, name);
+        if done(row.as_deref()) {
+            return row;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`{name}` never became {what}; last status row: {row:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn is(status: &'static str) -> impl Fn(Option<&str>) -> bool {
+    move |row| row.is_some_and(|r| r.split_whitespace().any(|w| w == status))
+}
+
+/// `sky queue`'s status of job `id` on `cluster`.
+fn job_status(home: &Home, cluster: &str, id: &str) -> String {
+    let out = ok(&home.sky_in(home.path(), &["queue", cluster]), "queue");
+    let row = out
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(id))
+        .unwrap_or_else(|| panic!("job {id} not in the queue:\n{out}"));
+    row.split_whitespace()
+        .find(|w| {
+            [
+                "INIT",
+                "PENDING",
+                "SETTING_UP",
+                "RUNNING",
+                "SUCCEEDED",
+                "FAILED",
+                "FAILED_SETUP",
+                "FAILED_DRIVER",
+                "CANCELLED",
+            ]
+            .contains(w)
+        })
+        .unwrap_or_else(|| panic!("no job status in {row:?}"))
+        .to_string()
+}
+
+#[test]
+fn autostop_stops_an_idle_cluster_and_start_brings_it_back() {
+    let home = Home::new(&[]);
+    let out = ok(
+        &home.sky_env(
+            home.path(),
+            FAST_MINUTE,
+            &["launch", "-y", "-c", "as1", "-i", "1", "echo", "quick"],
+        ),
+        "launch -i 1",
+    );
+    assert!(out.contains("quick"), "{out}");
+    let row = wait_row(&home, "as1", "STOPPED", is("STOPPED")).unwrap();
+    assert!(
+        row.contains(" 1m "),
+        "the AUTOSTOP column keeps the setting: {row}"
+    );
+    // Stopped by its own agent: the agent is gone too, and `status -r` agrees.
+    home.assert_no_processes();
+    let out = ok(&home.sky_in(home.path(), &["status", "-r"]), "status -r");
+    assert!(out.contains("STOPPED"), "{out}");
+
+    ok(&home.sky_in(home.path(), &["start", "as1"]), "start");
+    assert!(is("UP")(status_row(&home, "as1").as_deref()));
+    let out = ok(
+        &home.sky_in(home.path(), &["exec", "as1", "echo", "back"]),
+        "exec after start",
+    );
+    assert!(out.contains("back"), "{out}");
+    ok(&home.sky_in(home.path(), &["down", "as1"]), "down");
+    assert_eq!(status_row(&home, "as1"), None);
+    home.assert_clean();
+}
+
+#[test]
+fn autostop_down_removes_the_cluster() {
+    let home = Home::new(&[]);
+    ok(
+        &home.sky_env(
+            home.path(),
+            FAST_MINUTE,
+            &["launch", "-y", "-c", "as2", "-i", "1", "--down", "true"],
+        ),
+        "launch -i 1 --down",
+    );
+    wait_row(&home, "as2", "gone", |row| row.is_none());
+    home.assert_clean();
+    let out = ok(&home.sky_in(home.path(), &["cost-report"]), "cost-report");
+    assert!(out.contains("as2") && out.contains("TERMINATED"), "{out}");
+}
+
+#[test]
+fn a_running_job_holds_autostop_off() {
+    let home = Home::new(&[]);
+    // The job outlives ten idle minutes (3 s); it counts as activity the whole time.
+    ok(
+        &home.sky_env(
+            home.path(),
+            FAST_MINUTE,
+            &["launch", "-y", "-d", "-c", "as3", "-i", "1", "sleep", "3"],
+        ),
+        "launch -d -i 1",
+    );
+    let launched = Instant::now();
+    while launched.elapsed() < Duration::from_millis(1800) {
+        let row = status_row(&home, "as3");
+        assert!(
+            is("UP")(row.as_deref()),
+            "stopped while its job runs: {row:?}"
+        );
+        let job = job_status(&home, "as3", "1");
+        assert!(
+            ["PENDING", "SETTING_UP", "RUNNING"].contains(&job.as_str()),
+            "job 1 should still run: {job}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_row(&home, "as3", "STOPPED", is("STOPPED"));
+    // Restarted (with 60 s minutes), the queue shows the job finished on its own: autostop
+    // did not cut it short.
+    ok(&home.sky_in(home.path(), &["start", "as3"]), "start");
+    assert_eq!(job_status(&home, "as3", "1"), "SUCCEEDED");
+    ok(&home.sky_in(home.path(), &["down", "as3"]), "down");
+    home.assert_clean();
+}
+
+#[test]
+fn autostop_cancel_keeps_the_cluster_up_until_set_again() {
+    let home = Home::new(&[]);
+    // Ten minutes (3 s) leave time to cancel before it fires.
+    ok(
+        &home.sky_env(
+            home.path(),
+            FAST_MINUTE,
+            &["launch", "-y", "-c", "as4", "-i", "10", "true"],
+        ),
+        "launch -i 10",
+    );
+    let o = home.sky_in(home.path(), &["autostop", "as4", "--cancel"]);
+    let (_, err) = text(&o);
+    assert_eq!(code(&o), 0, "{err}");
+    assert!(err.contains("Autostop cancelled for as4"), "{err}");
+    let row = status_row(&home, "as4").unwrap();
+    assert!(is("UP")(Some(&row)) && row.contains(" - "), "{row}");
+    // Past the ten idle minutes the cancelled setting named (set before the cancel): still UP,
+    // its agent alive.
+    std::thread::sleep(Duration::from_millis(3300));
+    let out = ok(&home.sky_in(home.path(), &["status", "-r"]), "status -r");
+    assert!(is("UP")(status_row(&home, "as4").as_deref()), "{out}");
+
+    let o = home.sky_in(home.path(), &["autostop", "as4", "-i", "1"]);
+    let (_, err) = text(&o);
+    assert_eq!(code(&o), 0, "{err}");
+    assert!(err.contains("as4 will stop after 1 idle minute."), "{err}");
+    let row = wait_row(&home, "as4", "STOPPED", is("STOPPED")).unwrap();
+    assert!(row.contains(" 1m "), "{row}");
+    home.assert_no_processes();
+    ok(&home.sky_in(home.path(), &["down", "as4"]), "down");
+    home.assert_clean();
+}
+
+#[test]
+fn a_bad_autostop_minute_is_refused_before_any_agent() {
+    let home = Home::new(&[]);
+    let o = home.sky_env(
+        home.path(),
+        &[("SKY_AUTOSTOP_MINUTE_MS", "soon")],
+        &["launch", "-y", "-c", "bad", "-i", "1", "true"],
+    );
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 3, "{out}\n{err}");
+    assert!(err.contains("SKY_AUTOSTOP_MINUTE_MS=soon"), "{err}");
+    assert_eq!(status_row(&home, "bad"), None);
     home.assert_clean();
 }
