@@ -70,6 +70,8 @@ struct Autostop {
     since: Instant,
     last_active: Instant,
     fired: bool,
+    /// After a failed hook: when to run it again (one autostop minute later).
+    retry_at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -179,6 +181,7 @@ impl Head {
                 since: now,
                 last_active: now,
                 fired: false,
+                retry_at: None,
             }),
             changed: watch::Sender::new(0),
             stop,
@@ -414,6 +417,7 @@ impl Head {
                 since: now,
                 last_active: now,
                 fired: false,
+                retry_at: None,
             };
         }
         if let Ok(bytes) = serde_json::to_vec(&setting)
@@ -442,10 +446,10 @@ impl Head {
             let fire = {
                 let mut a = self.autostop.lock().unwrap_or_else(|e| e.into_inner());
                 let Some(s) = a.setting else { continue };
-                if a.fired {
+                let now = Instant::now();
+                if a.fired || a.retry_at.is_some_and(|t| now < t) {
                     continue;
                 }
-                let now = Instant::now();
                 let active = match s.wait_for {
                     WaitFor::None => false,
                     WaitFor::Jobs => busy_jobs,
@@ -475,8 +479,26 @@ impl Head {
                 crate::log(&format!("autostop: idle, running `{}`", argv.join(" ")));
                 if self.hook.is_empty() {
                     crate::log("autostop: no hook configured; nothing to run");
-                } else if let Err(e) = crate::proc::spawn_hook(&argv) {
-                    crate::log(&format!("autostop: failed to run the hook: {e}"));
+                    continue;
+                }
+                // A hook that fails (its `sky stop` could not reach the state, say) is run
+                // again one autostop minute later, while the cluster is still idle.
+                let done = match crate::proc::spawn_hook(&argv) {
+                    Ok(task) => task.await.unwrap_or(false),
+                    Err(e) => {
+                        crate::log(&format!("autostop: failed to run the hook: {e}"));
+                        false
+                    }
+                };
+                if !done {
+                    let mut a = self.autostop.lock().unwrap_or_else(|e| e.into_inner());
+                    if a.fired {
+                        a.fired = false;
+                        a.retry_at = Some(Instant::now() + self.minute);
+                        crate::log(
+                            "autostop: the hook failed; trying again in one autostop minute",
+                        );
+                    }
                 }
             }
         }

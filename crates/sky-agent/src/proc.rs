@@ -147,8 +147,9 @@ fn exit_code(st: std::process::ExitStatus) -> i32 {
         .unwrap_or(-1)
 }
 
-/// Starts the autostop hook `argv` detached (own process group) and logs its exit.
-pub(crate) fn spawn_hook(argv: &[String]) -> io::Result<()> {
+/// Starts the autostop hook `argv` detached (own process group); the task logs its exit and
+/// yields whether it succeeded.
+pub(crate) fn spawn_hook(argv: &[String]) -> io::Result<tokio::task::JoinHandle<bool>> {
     let Some((prog, args)) = argv.split_first() else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -161,13 +162,18 @@ pub(crate) fn spawn_hook(argv: &[String]) -> io::Result<()> {
         .process_group(0)
         .spawn()?;
     let shown = argv.join(" ");
-    tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         match child.wait().await {
-            Ok(st) => crate::log(&format!("autostop hook `{shown}` exited: {st}")),
-            Err(e) => crate::log(&format!("autostop hook `{shown}`: {e}")),
+            Ok(st) => {
+                crate::log(&format!("autostop hook `{shown}` exited: {st}"));
+                st.success()
+            }
+            Err(e) => {
+                crate::log(&format!("autostop hook `{shown}`: {e}"));
+                false
+            }
         }
-    });
-    Ok(())
+    }))
 }
 
 /// The job processes this node started, by job id, persisted in `.sky/procs.json` so a

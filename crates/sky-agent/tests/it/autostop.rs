@@ -90,3 +90,44 @@ async fn autostop_counts_ssh_sessions_and_can_be_cancelled() {
     // a live session stops mattering once it ends
     std::fs::write(sessions.join("me"), "999999999").unwrap();
 }
+
+#[tokio::test]
+async fn a_failed_hook_is_run_again_a_minute_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fired");
+    let tried = dir.path().join("tried");
+    // Fails the first time (as a `sky stop` that cannot reach the state would), then works.
+    let h = vec![
+        "sh".into(),
+        "-c".into(),
+        format!(
+            "if [ -e {t} ]; then echo \"$1\" >> {o}; else touch {t}; exit 1; fi",
+            t = tried.display(),
+            o = out.display()
+        ),
+        "hook".into(),
+    ];
+    let c = TestCluster::start_with(1, None, move |cfg| {
+        cfg.autostop_hook = h.clone();
+        cfg.autostop_tick = Duration::from_millis(20);
+        cfg.autostop_minute = Duration::from_millis(300);
+    })
+    .await;
+    let t0 = Instant::now();
+    c.head.set_autostop(1, false, WaitFor::None).await.unwrap();
+    let fired = wait_file(&out, Duration::from_secs(10)).await;
+    assert_eq!(fired.as_deref(), Some("stop\n"));
+    assert!(tried.exists());
+    // First try after one minute, the retry one minute after it failed.
+    assert!(
+        t0.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        t0.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "stop\n",
+        "a hook that worked is not run again"
+    );
+}
