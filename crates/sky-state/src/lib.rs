@@ -15,6 +15,8 @@
 mod error;
 mod ops;
 mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;

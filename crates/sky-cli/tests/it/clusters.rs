@@ -748,3 +748,55 @@ fn a_bad_autostop_minute_is_refused_before_any_agent() {
     assert_eq!(status_row(&home, "bad"), None);
     home.assert_clean();
 }
+
+#[test]
+fn state_in_postgresql_is_shared_and_complete() {
+    let Some(pg) = sky_state::testing::server() else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = rt.block_on(pg.fresh_db("cli"));
+    let home = Home::new(&[]);
+    home.write(".sky/config.yaml", &format!("db: {url}\n"));
+    let repo = crate::repo();
+    let out = ok(
+        &home.sky_in(&repo, &["launch", "-y", "-c", "pgc", "examples/hello.yaml"]),
+        "launch",
+    );
+    assert!(out.contains("Hello from sky-rs on"), "{out}");
+    ok(&home.sky_in(&repo, &["exec", "pgc", "echo on-pg"]), "exec");
+    let out = ok(&home.sky_in(&repo, &["queue", "pgc"]), "queue");
+    assert_eq!(out.matches("SUCCEEDED").count(), 2, "{out}");
+    // Nothing went to SQLite: the cluster is in PostgreSQL, with its handle and history.
+    assert!(!home.path().join(".sky/state.db").exists());
+    let rows = rt.block_on(async {
+        let db = sky_state::StateDb::open(&url).await.unwrap();
+        db.list_clusters().await.unwrap()
+    });
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].name, "pgc");
+    assert_eq!(rows[0].status, sky_state::ClusterStatus::Up);
+    // Another HOME on the same database sees the cluster (a team's shared state).
+    let other = Home::new(&[]);
+    other.write(".sky/config.yaml", &format!("db: {url}\n"));
+    let out = ok(
+        &other.sky_in(&repo, &["status"]),
+        "status from another HOME",
+    );
+    assert!(out.contains("pgc") && out.contains("UP"), "{out}");
+    std::fs::remove_file(other.path().join(".sky/config.yaml")).unwrap();
+
+    ok(&home.sky_in(&repo, &["stop", "pgc"]), "stop");
+    let out = ok(&home.sky_in(&repo, &["status"]), "status");
+    assert!(out.contains("STOPPED"), "{out}");
+    ok(&home.sky_in(&repo, &["start", "pgc"]), "start");
+    ok(&home.sky_in(&repo, &["down", "pgc"]), "down");
+    let rows = rt.block_on(async {
+        let db = sky_state::StateDb::open(&url).await.unwrap();
+        db.list_clusters().await.unwrap()
+    });
+    assert!(rows.is_empty(), "{rows:?}");
+    let out = ok(&home.sky_in(&repo, &["cost-report"]), "cost-report");
+    assert!(out.contains("pgc"), "{out}");
+    home.assert_clean();
+}

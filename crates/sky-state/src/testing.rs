@@ -1,4 +1,5 @@
-//! A throwaway PostgreSQL server for the test suite.
+//! A throwaway PostgreSQL server for tests (feature `testing`; sky-state's own suite includes
+//! this file as a module, so it builds without the feature too).
 //!
 //! Installs nothing: it looks for the server binaries (`$SKY_STATE_PG_BIN`, else the newest
 //! `/usr/lib/postgresql/*/bin`) and, when they are absent, the PostgreSQL tests skip with a loud
