@@ -97,7 +97,16 @@ pub fn config(env: &HostEnv, args: &AgentArgs) -> Result<AgentConfig, String> {
     };
     let cluster =
         ClusterInfo::load(&path).map_err(|e| format!("failed to load the cluster file: {e}"))?;
-    let hook = autostop_hook(env, &cluster.name);
+    // A remote head stops its own cluster through the provider; a node on this machine runs
+    // `sky stop|down` against the client's state.
+    let hook = if home.join(sky_provider::SELF_STOP_FILE).is_file() {
+        let sky = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "sky".into());
+        vec![sky, "agent".into(), "self-stop".into()]
+    } else {
+        autostop_hook(env, &cluster.name)
+    };
     let mut cfg = AgentConfig::head(home, listen, cluster);
     cfg.rank = args.rank;
     cfg.autostop_hook = hook;

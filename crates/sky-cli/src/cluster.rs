@@ -89,6 +89,17 @@ pub fn providers(
                     .map(String::from),
                 public_key_path: Some(env.sky_dir().join("keys").join("sky-key.pub")),
                 runner_factory: Some(runner_factory),
+                // A head's autostop stops its own cluster with these credentials.
+                node_files: aws_credential_files(env),
+                node_env: [
+                    "AWS_ACCESS_KEY_ID",
+                    "AWS_SECRET_ACCESS_KEY",
+                    "AWS_SESSION_TOKEN",
+                    "AWS_PROFILE",
+                ]
+                .iter()
+                .filter_map(|k| env.var(k).map(|v| (k.to_string(), v.to_string())))
+                .collect(),
                 ..sky_cloud_aws::AwsOptions::standard()
             };
             registry.register(Arc::new(sky_cloud_aws::AwsProvider::new(aws_cfg, opts)));
@@ -106,6 +117,27 @@ pub fn providers(
         registry.register(Arc::new(ssh));
     }
     Ok(registry)
+}
+
+/// The AWS credential and config files found here, with where they go on a head node.
+#[cfg(feature = "aws")]
+fn aws_credential_files(env: &HostEnv) -> Vec<(std::path::PathBuf, String)> {
+    let pick = |var: &str, default: &str| {
+        env.var(var)
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| env.home_path(default))
+    };
+    [
+        (
+            pick("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials"),
+            ".aws/credentials",
+        ),
+        (pick("AWS_CONFIG_FILE", ".aws/config"), ".aws/config"),
+    ]
+    .into_iter()
+    .filter(|(p, _)| p.is_file())
+    .map(|(p, d)| (p, d.to_string()))
+    .collect()
 }
 
 /// Builds the backend: state database, providers (the local cloud), the catalog they plan on.
@@ -138,10 +170,13 @@ pub async fn backend(env: &HostEnv) -> Result<Backend, String> {
     if let Some(s) = env.var("SKYPILOT_CONFIG") {
         hook_env.push(("SKY_CLIENT_CONFIG".into(), s.to_string()));
     }
-    // The test knob reaches the agents this process starts (checked above, before any).
-    if let Some(ms) = env.var(crate::agentcfg::AUTOSTOP_MINUTE_ENV) {
-        hook_env.push((crate::agentcfg::AUTOSTOP_MINUTE_ENV.into(), ms.to_string()));
-    }
+    // The test knob reaches the agents this process starts, remote ones too (checked above,
+    // before any).
+    let agent_env: Vec<(String, String)> = env
+        .var(crate::agentcfg::AUTOSTOP_MINUTE_ENV)
+        .map(|ms| (crate::agentcfg::AUTOSTOP_MINUTE_ENV.into(), ms.to_string()))
+        .into_iter()
+        .collect();
     Ok(Backend {
         registry,
         state,
@@ -149,6 +184,7 @@ pub async fn backend(env: &HostEnv) -> Result<Backend, String> {
         enabled_clouds: enabled,
         sky_binary,
         hook_env,
+        agent_env,
         user: env.user(),
     })
 }
@@ -485,9 +521,18 @@ pub fn status(env: &HostEnv, args: &crate::StatusArgs) -> i32 {
             }
             records.retain(|r| args.clusters.contains(&r.name));
         }
-        if args.refresh {
+        // Like SkyPilot, clusters with autostop set are always refreshed: their head may have
+        // stopped or terminated them.
+        let autostopping = |r: &sky_state::ClusterRecord| {
+            r.autostop.is_some() && r.status == sky_state::ClusterStatus::Up
+        };
+        if args.refresh || records.iter().any(autostopping) {
             let mut fresh = Vec::new();
             for r in &records {
+                if !args.refresh && !autostopping(r) {
+                    fresh.push(r.clone());
+                    continue;
+                }
                 match backend.refresh(&r.name).await {
                     Ok(Some(x)) => fresh.push(x),
                     Ok(None) => {
@@ -912,9 +957,87 @@ pub fn agent(env: &HostEnv, args: &crate::AgentArgs) -> i32 {
                 exit::FAILURE
             }
         },
+        "self-stop" => self_stop(env, args.what.as_deref()),
         other => {
-            eprintln!("unknown agent action `{other}`: serve | mark-orphans");
+            eprintln!("unknown agent action `{other}`: serve | mark-orphans | self-stop");
             exit::USAGE
+        }
+    }
+}
+
+/// `sky agent self-stop stop|down`: the autostop hook of a remote head. It stops or
+/// terminates its own cluster through the provider, with what the launcher left in
+/// `~/.sky/self_stop.json` (the handle, the provider's settings and environment) and the
+/// credentials it uploaded, as SkyPilot's skylet does. The client learns of it from the
+/// provider (`sky status` refreshes clusters that have autostop set).
+fn self_stop(env: &HostEnv, what: Option<&str>) -> i32 {
+    let down = match what {
+        Some("stop") => false,
+        Some("down") => true,
+        _ => {
+            eprintln!("usage: sky agent self-stop stop|down");
+            return exit::USAGE;
+        }
+    };
+    let path = env.home.join(sky_provider::SELF_STOP_FILE);
+    let file: sky_provider::SelfStopFile = match std::fs::read(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!(
+                "self-stop: cannot read {} ({e}); the launcher writes it on heads whose cloud supports autostop",
+                path.display()
+            );
+            return exit::FAILURE;
+        }
+    };
+    let cloud = file.handle.cloud.clone();
+    let node_env = env.with_vars(&file.env);
+    let config = sky_spec::sky_config::SkyConfig {
+        allowed_clouds: Some(vec![cloud.clone()]),
+        db: None,
+        raw: serde_json::json!({ cloud.as_str(): file.config }),
+    };
+    let provider = match providers(&node_env, &config) {
+        Ok(r) => r.get(&cloud),
+        Err(e) => {
+            eprintln!("self-stop: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let Some(p) = provider else {
+        eprintln!("self-stop: cloud `{cloud}` is not available on this node (no credentials?)");
+        return exit::FAILURE;
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("self-stop: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let h = &file.handle;
+    let res = rt.block_on(async {
+        if down {
+            p.terminate_instances(h).await
+        } else {
+            p.stop_instances(h).await
+        }
+    });
+    match res {
+        Ok(()) => {
+            println!(
+                "self-stop: {} {} on {cloud}",
+                if down { "terminated" } else { "stopped" },
+                h.cluster_name
+            );
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("self-stop: {e}");
+            exit::FAILURE
         }
     }
 }

@@ -37,6 +37,16 @@ impl HostEnv {
         }
     }
 
+    /// This environment with `extra` variables set (replacing any of the same name).
+    pub fn with_vars(&self, extra: &[(String, String)]) -> HostEnv {
+        let mut vars = self.vars.clone();
+        vars.extend(extra.iter().cloned());
+        HostEnv {
+            home: self.home.clone(),
+            vars,
+        }
+    }
+
     pub fn var(&self, name: &str) -> Option<&str> {
         self.vars
             .get(name)

@@ -268,10 +268,13 @@ pub struct CostReportArgs {
     pub days: Option<u32>,
 }
 
-/// `sky agent serve|mark-orphans` (run on nodes by the launcher).
+/// `sky agent serve|mark-orphans|self-stop stop|down` (run on nodes by the launcher and the
+/// head's autostop).
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     pub action: String,
+    /// `self-stop`: `stop` or `down`.
+    pub what: Option<String>,
     #[arg(long)]
     pub ip: Option<String>,
     #[arg(long, default_value_t = 0)]

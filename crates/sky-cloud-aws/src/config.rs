@@ -5,11 +5,11 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sky_provider::{CommandRunner, ProvisionError};
 
 /// The `aws:` keys sky-rs interprets; SkyPilot's other keys are accepted and ignored.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default)]
 pub struct AwsConfig {
     /// Nodes get no public IP and are reached at their private IPs (SkyPilot's
@@ -78,6 +78,12 @@ pub struct AwsOptions {
     /// How long termination retries deleting the security group while instances shut down.
     pub sg_delete_timeout_secs: u64,
     pub runner_factory: Option<RunnerFactory>,
+    /// Credential files a head node gets so its autostop can stop or terminate the cluster
+    /// (SkyPilot's default remote identity, `LOCAL_CREDENTIALS`): `(local file, path relative
+    /// to the node's home)`.
+    pub node_files: Vec<(PathBuf, String)>,
+    /// Environment for the head's `sky agent self-stop` (credentials from the environment).
+    pub node_env: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for AwsOptions {
@@ -88,6 +94,7 @@ impl std::fmt::Debug for AwsOptions {
             .field("public_key_path", &self.public_key_path)
             .field("sdk_retries", &self.sdk_retries)
             .field("runner_factory", &self.runner_factory.is_some())
+            .field("node_files", &self.node_files)
             .finish_non_exhaustive()
     }
 }

@@ -37,7 +37,7 @@ use aws_sdk_ec2::types::{
 use serde::{Deserialize, Serialize};
 use sky_provider::{
     CloudProvider, ClusterHandle, CommandRunner, FailureScope, FeatureSet, InstanceInfo,
-    InstanceState, ProvisionError, ProvisionErrorKind, ProvisionRequest,
+    InstanceState, NodeSelfStop, ProvisionError, ProvisionErrorKind, ProvisionRequest,
 };
 use sky_spec::model::{DiskTier, ImageId, PortRange};
 
@@ -1303,6 +1303,22 @@ impl CloudProvider for AwsProvider {
 
     async fn cleanup_ports(&self, h: &ClusterHandle) -> Result<(), ProvisionError> {
         self.revoke_ports(h).await
+    }
+
+    fn node_self_stop(&self) -> Option<NodeSelfStop> {
+        let mut env = self.opts.node_env.clone();
+        if let Some(url) = &self.opts.endpoint_url {
+            env.push(("AWS_ENDPOINT_URL".into(), url.clone()));
+        }
+        if let Some((key, secret)) = &self.opts.static_credentials {
+            env.push(("AWS_ACCESS_KEY_ID".into(), key.clone()));
+            env.push(("AWS_SECRET_ACCESS_KEY".into(), secret.clone()));
+        }
+        Some(NodeSelfStop {
+            files: self.opts.node_files.clone(),
+            env,
+            config: serde_json::to_value(&self.config).unwrap_or_default(),
+        })
     }
 
     fn command_runner(

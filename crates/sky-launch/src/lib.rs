@@ -108,8 +108,11 @@ pub struct Backend {
     pub enabled_clouds: Vec<String>,
     /// The `sky` binary to start as the node agent.
     pub sky_binary: PathBuf,
-    /// Environment the agent's autostop hook needs to run `sky stop|down` (HOME, SKY_HOME).
+    /// Environment the agent's autostop hook needs to run `sky stop|down` (HOME, SKY_HOME);
+    /// given to agents on this machine only.
     pub hook_env: Vec<(String, String)>,
+    /// Environment every agent gets, remote ones too.
+    pub agent_env: Vec<(String, String)>,
     pub user: String,
 }
 
@@ -218,6 +221,16 @@ impl Backend {
             }
             None => self.provision_new(task, opts, rep).await?,
         };
+        if opts.idle_minutes.is_some_and(|i| i >= 0) {
+            self.check_autostop(&opts.cluster, &handle, opts.down)
+                .await
+                .map_err(|e| {
+                    LaunchError::Invalid(format!(
+                        "{e}. The cluster is up with nothing submitted: `sky down {}`, or launch again without -i",
+                        opts.cluster
+                    ))
+                })?;
+        }
         let agent = runtime::reach_agent(self, &opts.cluster, &handle).await?;
         runtime::sync(self, task, &handle, rep).await?;
         let job_id = self
@@ -380,6 +393,10 @@ impl Backend {
         down: bool,
         wait_for: sky_agent::WaitFor,
     ) -> Result<(), LaunchError> {
+        if idle_minutes >= 0 {
+            let h = Self::stored_handle(&self.record(cluster).await?)?;
+            self.check_autostop(cluster, &h, down).await?;
+        }
         let c = self.client(cluster).await?;
         c.set_autostop(idle_minutes, down, wait_for)
             .await
@@ -389,6 +406,44 @@ impl Backend {
             down,
         });
         self.state.set_autostop(cluster, autostop).await?;
+        Ok(())
+    }
+
+    /// Whether autostop can act on the cluster: spot and clouds that cannot stop need
+    /// `--down`; a remote head must be able to stop or terminate its own cluster through the
+    /// provider (a head on this machine runs `sky stop|down` against this state instead).
+    async fn check_autostop(
+        &self,
+        cluster: &str,
+        h: &StoredHandle,
+        down: bool,
+    ) -> Result<(), LaunchError> {
+        let p = self.provider(&h.provider.cloud)?;
+        if !down && h.provider.use_spot {
+            return Err(LaunchError::Invalid(format!(
+                "cluster `{cluster}` runs on spot instances, which cannot be stopped: autostop needs --down"
+            )));
+        }
+        if !down && !p.features().stop {
+            return Err(LaunchError::Invalid(format!(
+                "cloud `{}` cannot stop clusters: autostop on `{cluster}` needs --down",
+                h.provider.cloud
+            )));
+        }
+        let nodes = p
+            .query_instances(&h.provider)
+            .await
+            .map_err(|e| LaunchError::Provider(format!("failed to query `{cluster}`: {e}")))?;
+        let remote = nodes.first().is_some_and(|n| {
+            p.command_runner(&h.provider, n)
+                .map_or(true, |r| r.node_home().is_none())
+        });
+        if remote && p.node_self_stop().is_none() {
+            return Err(LaunchError::Invalid(format!(
+                "autostop is not supported on `{}` clusters: their head cannot stop or terminate its own cluster; use `sky stop {cluster}` or `sky down {cluster}` when done",
+                h.provider.cloud
+            )));
+        }
         Ok(())
     }
 
@@ -499,6 +554,13 @@ impl Backend {
             .map_err(|e| LaunchError::Provider(format!("failed to query `{cluster}`: {e}")))?;
         let t = now();
         if nodes.is_empty() || nodes.iter().all(|n| n.state == InstanceState::Terminated) {
+            // What the instances leave (a security group, a key pair) goes too; the record
+            // stays until it has (terminating is idempotent).
+            p.terminate_instances(&h.provider).await.map_err(|e| {
+                LaunchError::Provider(format!(
+                    "the nodes of `{cluster}` are gone but cleaning up after them failed: {e}; `sky down {cluster}` retries"
+                ))
+            })?;
             self.state
                 .add_event(
                     cluster,

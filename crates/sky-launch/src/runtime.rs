@@ -4,7 +4,9 @@
 use std::{net::SocketAddr, time::Duration};
 
 use sky_agent::{AgentClient, Token};
-use sky_provider::{CloudProvider, ClusterHandle, CommandRunner, InstanceInfo};
+use sky_provider::{
+    CloudProvider, ClusterHandle, CommandRunner, InstanceInfo, SELF_STOP_FILE, SelfStopFile,
+};
 use sky_spec::{FileMount, Task, Workdir};
 use sky_state::ClusterRecord;
 
@@ -93,7 +95,7 @@ pub(crate) async fn start_agents(
         }
         let (code, out) = run_quiet(
             runner,
-            "mkdir -p ~/.sky && rm -f ~/.sky/agent.addr ~/.sky/agent.token",
+            "mkdir -p ~/.sky && rm -f ~/.sky/agent.addr ~/.sky/agent.token ~/.sky/self_stop.json",
         )
         .await
         .map_err(|e| agent_start_err(cluster, node, &e))?;
@@ -109,6 +111,11 @@ pub(crate) async fn start_agents(
         // A remote node gets this `sky` binary at ~/.sky/bin/sky (rsync skips an unchanged
         // one) and runs the agent from there; local sandboxes run this binary directly.
         let remote = runner.node_home().is_none();
+        if head && remote {
+            give_head_self_stop(p.as_ref(), &handle, runner, token_dir.path())
+                .await
+                .map_err(|e| agent_start_err(cluster, node, &e))?;
+        }
         let binary = if remote {
             runner
                 .upload(&backend.sky_binary, REMOTE_SKY_BINARY)
@@ -125,7 +132,10 @@ pub(crate) async fn start_agents(
             backend.sky_binary.display().to_string()
         };
         // The autostop hook's environment names client paths; remote nodes do not have them.
-        let env: &[(String, String)] = if remote { &[] } else { &backend.hook_env };
+        let mut env = backend.agent_env.clone();
+        if !remote {
+            env.extend(backend.hook_env.iter().cloned());
+        }
         let mut argv = vec![
             binary,
             "agent".into(),
@@ -143,7 +153,7 @@ pub(crate) async fn start_agents(
             ]);
         }
         runner
-            .spawn_detached(&argv, env, ".sky/agent.log")
+            .spawn_detached(&argv, &env, ".sky/agent.log")
             .await
             .map_err(|e| agent_start_err(cluster, node, &e.to_string()))?;
         let addr = wait_agent_addr(runner)
@@ -174,6 +184,53 @@ pub(crate) async fn start_agents(
         ports: base.ports.clone(),
         provider: handle,
     })
+}
+
+/// Lets a remote head stop or terminate its own cluster when autostop fires: uploads the
+/// provider's credential files and leaves [`SELF_STOP_FILE`] (mode 0600) for the head's
+/// `sky agent self-stop`. Nothing when the provider cannot (autostop is then refused).
+async fn give_head_self_stop(
+    p: &dyn CloudProvider,
+    handle: &ClusterHandle,
+    runner: &dyn CommandRunner,
+    private_dir: &std::path::Path,
+) -> Result<(), String> {
+    let Some(s) = p.node_self_stop() else {
+        return Ok(());
+    };
+    for (local, dest) in &s.files {
+        if local.is_file() {
+            runner
+                .upload(local, dest)
+                .await
+                .map_err(|e| format!("upload {} for autostop: {e}", local.display()))?;
+        }
+    }
+    let file = SelfStopFile {
+        handle: handle.clone(),
+        env: s.env,
+        config: s.config,
+    };
+    let path = private_dir.join("self_stop.json");
+    let bytes = serde_json::to_vec(&file).map_err(|e| e.to_string())?;
+    write_private(&path, &bytes).map_err(|e| format!("write {}: {e}", path.display()))?;
+    runner
+        .upload(&path, SELF_STOP_FILE)
+        .await
+        .map_err(|e| format!("upload the autostop file: {e}"))
+}
+
+/// Writes a file readable by its owner only.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(bytes)
 }
 
 fn agent_start_err(cluster: &str, node: &InstanceInfo, detail: &str) -> LaunchError {

@@ -219,6 +219,19 @@ impl NetnsHosts {
         assert!(st.success());
     }
 
+    /// The root namespace's address on the hosts' bridge (offset 1 of the block): a server
+    /// that listens there is reached by the hosts and by this machine, and by nothing else.
+    pub fn bridge_ip(&self) -> String {
+        let base = self
+            .block_cidr
+            .split('/')
+            .next()
+            .and_then(|ip| ip.rsplit('.').next())
+            .and_then(|o| o.parse::<u32>().ok())
+            .expect("the block is an IPv4 CIDR");
+        format!("10.200.0.{}", base + 1)
+    }
+
     /// The index of the host serving `ip`.
     pub fn host_of(&self, ip: &str) -> Option<usize> {
         self.hosts.iter().position(|h| h.ip == ip)

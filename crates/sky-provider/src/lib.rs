@@ -252,6 +252,29 @@ pub struct ClusterHandle {
     pub provider_config: serde_json::Value,
 }
 
+/// See [`CloudProvider::node_self_stop`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeSelfStop {
+    /// `(local file, destination relative to the node's home)`, uploaded to the head.
+    pub files: Vec<(std::path::PathBuf, String)>,
+    /// Environment the head's `sky agent self-stop` runs with (an emulator's endpoint, say).
+    pub env: Vec<(String, String)>,
+    /// The provider's own settings (its section of `~/.sky/config.yaml`).
+    pub config: serde_json::Value,
+}
+
+/// What the launcher leaves on a remote head as [`SELF_STOP_FILE`] (mode 0600) for
+/// `sky agent self-stop stop|down`, the head's autostop hook.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SelfStopFile {
+    pub handle: ClusterHandle,
+    pub env: Vec<(String, String)>,
+    pub config: serde_json::Value,
+}
+
+/// Where [`SelfStopFile`] lives on a head node, relative to its home.
+pub const SELF_STOP_FILE: &str = ".sky/self_stop.json";
+
 /// One row a cloud without a bundled catalog offers to the optimizer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Offering {
@@ -285,6 +308,15 @@ pub trait CloudProvider: Send + Sync + fmt::Debug + 'static {
     /// Checks that credentials work; `Auth` errors carry the fix.
     async fn check_credentials(&self) -> Result<(), ProvisionError> {
         Ok(())
+    }
+
+    /// What the head node of a remote cluster needs to stop or terminate its own cluster
+    /// through this provider when autostop fires (as SkyPilot's skylet does): credential files
+    /// to upload, environment and this provider's settings. `None` (the default): this cloud's
+    /// remote clusters cannot, and autostop is refused on them. Clusters whose nodes are on
+    /// this machine (a runner with a `node_home`) run `sky stop|down` here instead.
+    fn node_self_stop(&self) -> Option<NodeSelfStop> {
+        None
     }
 
     /// Creates (or resumes) the nodes; on error it MUST have cleaned up what it created.

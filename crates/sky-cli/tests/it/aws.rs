@@ -13,21 +13,27 @@ use sky_provider_testkit::netns::NetnsHosts;
 
 use crate::{Home, code, text};
 
-/// moto on a free loopback port, started with `scripts/moto.sh`, stopped on drop.
+/// moto on a free port of one address, started with `scripts/moto.sh`, stopped on drop.
 struct Moto {
     dir: tempfile::TempDir,
+    host: String,
     port: u16,
 }
 
 impl Moto {
     fn up() -> Option<Moto> {
+        Self::up_on("127.0.0.1")
+    }
+
+    /// moto listening on `host` (a test's namespace bridge, so its hosts reach it too).
+    fn up_on(host: &str) -> Option<Moto> {
         // Tests run in parallel threads; on a fresh machine the first `moto.sh up` creates the
         // shared venv, and two concurrent pip installs into one venv would race.
         static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _guard = INSTALL
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
+        let port = std::net::TcpListener::bind((host, 0))
             .ok()?
             .local_addr()
             .ok()?
@@ -39,6 +45,7 @@ impl Moto {
             .env("SKY_EMU_DIR", dir.path())
             .env("SKY_MOTO_VENV", "/tmp/sky-emulators/moto-venv")
             .env("MOTO_PORT", port.to_string())
+            .env("MOTO_HOST", host)
             .output()
             .ok()?;
         if !out.status.success() {
@@ -53,11 +60,15 @@ impl Moto {
             eprintln!("SKIPPING aws+ssh test: {why}");
             return None;
         }
-        Some(Moto { dir, port })
+        Some(Moto {
+            dir,
+            host: host.to_string(),
+            port,
+        })
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.host, self.port)
     }
 
     /// Runs a boto3 snippet against this moto (boto3 comes with moto's venv).
@@ -87,11 +98,22 @@ impl Drop for Moto {
             .arg("down")
             .env("SKY_EMU_DIR", self.dir.path())
             .env("MOTO_PORT", self.port.to_string())
+            .env("MOTO_HOST", &self.host)
             .output();
     }
 }
 
 fn sky(home: &Home, moto: &Moto, dir: &Path, args: &[&str]) -> std::process::Output {
+    sky_env(home, moto, dir, &[], args)
+}
+
+fn sky_env(
+    home: &Home,
+    moto: &Moto,
+    dir: &Path,
+    vars: &[(&str, &str)],
+    args: &[&str],
+) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_sky"))
         .args(args)
         .current_dir(dir)
@@ -104,19 +126,20 @@ fn sky(home: &Home, moto: &Moto, dir: &Path, args: &[&str]) -> std::process::Out
         .env("USER", "tester")
         .env("AWS_ENDPOINT_URL", moto.url())
         .env("AWS_REGION", "us-east-1")
+        .envs(vars.iter().copied())
         .output()
         .expect("run sky")
 }
 
-#[test]
-fn launch_on_ec2_instances_that_are_namespace_hosts() {
-    let Some(hosts) = NetnsHosts::up_from(3, 4) else {
-        return;
-    };
-    let Some(moto) = Moto::up() else { return };
-    // A VPC whose subnet in us-east-1a is exactly the hosts' block: moto hands out its
-    // addresses from offset 4 in order, where the hosts listen.
-    let vpc_name = format!("sky-it-{}", std::process::id());
+/// A HOME set up for EC2 in moto: AWS credentials, a VPC whose subnet in us-east-1a is exactly
+/// the hosts' block (moto hands out its addresses from offset 4 in order, where the hosts
+/// listen), internal IPs, the hosts' user and key. Returns it with the zone's id.
+fn ec2_home(hosts: &NetnsHosts, moto: &Moto) -> (Home, String) {
+    let vpc_name = format!(
+        "sky-it-{}-{}",
+        std::process::id(),
+        hosts.block_cidr.replace(['.', '/'], "-")
+    );
     let block = hosts.block_cidr.clone();
     let zone_id = moto.python(&format!(
         "vpc = ec2.create_vpc(CidrBlock='10.200.0.0/16', TagSpecifications=[{{'ResourceType': 'vpc', 'Tags': [{{'Key': 'Name', 'Value': '{vpc_name}'}}]}}])['Vpc']['VpcId']\n\
@@ -124,7 +147,6 @@ fn launch_on_ec2_instances_that_are_namespace_hosts() {
          print([z['ZoneId'] for z in ec2.describe_availability_zones()['AvailabilityZones'] if z['ZoneName'] == 'us-east-1a'][0])"
     ));
     let ami = moto.python("print(ec2.describe_images(Owners=['amazon'])['Images'][0]['ImageId'])");
-
     let home = Home::new(&[]);
     home.write(
         ".aws/credentials",
@@ -143,6 +165,26 @@ fn launch_on_ec2_instances_that_are_namespace_hosts() {
         keys.join("sky-key.pub"),
     )
     .unwrap();
+    (home, zone_id)
+}
+
+/// `(state, count)` of the EC2 instances of one cluster (named `<cluster>-<hash>` on the
+/// cloud), as moto reports them.
+fn instance_states(moto: &Moto, cluster: &str) -> String {
+    moto.python(&format!(
+        "import collections\n\
+         c = collections.Counter(i['State']['Name'] for r in ec2.describe_instances(Filters=[{{'Name': 'tag:skypilot-cluster-name', 'Values': ['{cluster}-*']}}])['Reservations'] for i in r['Instances'])\n\
+         print(sorted(c.items()))"
+    ))
+}
+
+#[test]
+fn launch_on_ec2_instances_that_are_namespace_hosts() {
+    let Some(hosts) = NetnsHosts::up_from(3, 4) else {
+        return;
+    };
+    let Some(moto) = Moto::up() else { return };
+    let (home, zone_id) = ec2_home(&hosts, &moto);
     let task = home.dir.path().join("task.yaml");
     std::fs::write(
         &task,
@@ -254,4 +296,130 @@ fn fake_output(stdout: &str) -> std::process::Output {
         stdout: stdout.as_bytes().to_vec(),
         stderr: Vec::new(),
     }
+}
+
+#[test]
+fn autostop_on_ec2_stops_the_cluster_from_its_head() {
+    autostop_on_ec2(false);
+}
+
+#[test]
+fn autostop_down_on_ec2_terminates_the_cluster_from_its_head() {
+    autostop_on_ec2(true);
+}
+
+/// A one-node EC2 cluster launched with `-i 1` (`--down` when `down`): its head stops or
+/// terminates it through the EC2 API once idle, `sky status` shows the outcome, and nothing
+/// is left afterwards.
+fn autostop_on_ec2(down: bool) {
+    let Some(hosts) = NetnsHosts::up_from(1, 4) else {
+        return;
+    };
+    // moto on the hosts' bridge: the head node calls EC2 itself when autostop fires.
+    let Some(moto) = Moto::up_on(&hosts.bridge_ip()) else {
+        return;
+    };
+    let (home, zone_id) = ec2_home(&hosts, &moto);
+    let dir = home.dir.path().to_path_buf();
+    let infra = format!("aws/us-east-1/{zone_id}");
+    let minute = [("SKY_AUTOSTOP_MINUTE_MS", "300")];
+    let mut args = vec!["launch", "-y", "-c", "auto", "--infra", &infra, "-i", "1"];
+    if down {
+        args.push("--down");
+    }
+    args.extend(["echo", "hi"]);
+    let o = sky_env(&home, &moto, &dir, &minute, &args);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 0, "launch failed:\n{out}\n{err}");
+    // The head got what it needs to stop its own cluster, readable by its user only.
+    let (rc, perms) = hosts.exec(
+        0,
+        "stat -c '%a %n' .sky/self_stop.json .sky/agent.token .aws/credentials",
+    );
+    assert_eq!(rc, 0, "{perms}");
+    assert!(perms.contains("600 .sky/self_stop.json"), "{perms}");
+    assert!(perms.contains("600 .sky/agent.token"), "{perms}");
+    assert!(perms.contains(".aws/credentials"), "{perms}");
+
+    // The head acts through EC2 once idle; nothing on the client did it.
+    let want = if down {
+        "[('terminated', 1)]"
+    } else {
+        "[('stopped', 1)]"
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut states = instance_states(&moto, "auto");
+    while states != want && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        states = instance_states(&moto, "auto");
+    }
+    let (_, agent_log) = hosts.exec(0, "cat .sky/agent.log");
+    assert_eq!(states, want, "agent log:\n{agent_log}");
+    assert!(agent_log.contains("self-stop"), "{agent_log}");
+    // `sky status` refreshes clusters with autostop set, so it shows the truth.
+    let o = sky(&home, &moto, &dir, &["status"]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 0, "{out}{err}");
+    let row = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("auto "))
+        .unwrap_or("");
+    if down {
+        assert!(row.is_empty(), "{out}");
+        assert!(err.contains("no longer exists"), "{err}");
+    } else {
+        assert!(row.contains("STOPPED"), "{out}");
+        let o = sky(&home, &moto, &dir, &["down", "auto"]);
+        assert_eq!(code(&o), 0, "{:?}", text(&o));
+        assert_eq!(instance_states(&moto, "auto"), "[('terminated', 1)]");
+    }
+    let groups = moto.python("print([g['GroupName'] for g in ec2.describe_security_groups()['SecurityGroups'] if g['GroupName'].startswith('sky-sg-')])");
+    assert_eq!(groups, "[]");
+    let keys = moto.python("print([k['KeyName'] for k in ec2.describe_key_pairs()['KeyPairs'] if k['KeyName'].startswith('sky-key-')])");
+    assert_eq!(keys, "[]");
+    drop(hosts);
+}
+
+#[test]
+fn autostop_is_refused_where_the_head_cannot_stop_itself() {
+    // SSH node pools: nothing can stop the hosts, and the head cannot release the client's
+    // leases; autostop is refused with the reason, before any job is submitted.
+    let Some(hosts) = NetnsHosts::up(1) else {
+        return;
+    };
+    let home = Home::new(&[]);
+    home.write(".sky/ssh_node_pools.yaml", &hosts.pools_yaml("pool"));
+    home.write(".sky/config.yaml", "allowed_clouds: [ssh]\n");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sky"))
+            .args(args)
+            .env_clear()
+            .env("HOME", home.dir.path())
+            .env(
+                "PATH",
+                std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+            )
+            .output()
+            .expect("run sky")
+    };
+    let o = run(&[
+        "launch", "-y", "-c", "sp", "--infra", "ssh/pool", "-i", "5", "--down", "echo", "x",
+    ]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 3, "{out}{err}");
+    assert!(
+        err.contains("autostop is not supported on `ssh` clusters") && err.contains("sky down sp"),
+        "{err}"
+    );
+    let o = run(&["autostop", "sp", "-i", "5", "--down"]);
+    assert_eq!(code(&o), 3, "{:?}", text(&o));
+    let o = run(&["queue", "sp"]);
+    let (out, _) = text(&o);
+    assert!(
+        !out.contains("SUCCEEDED") && !out.contains("RUNNING"),
+        "{out}"
+    );
+    let o = run(&["down", "sp"]);
+    assert_eq!(code(&o), 0, "{:?}", text(&o));
+    assert!(hosts.leftovers().is_empty(), "{:?}", hosts.leftovers());
 }

@@ -260,6 +260,7 @@ async fn aws_passes_the_conformance_suite_against_moto() {
             wait_timeout_secs: 30,
             sg_delete_timeout_secs: 30,
             runner_factory: Some(ssh_runners(&hosts, control.path().to_path_buf())),
+            ..AwsOptions::default()
         },
     ));
     let mut cfg = ConformanceConfig::new(region, "m5.large")

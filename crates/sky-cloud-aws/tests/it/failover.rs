@@ -149,6 +149,7 @@ async fn world(
         enabled_clouds: vec!["aws".into(), "stubcloud".into()],
         sky_binary: "/nonexistent/sky".into(),
         hook_env: Vec::new(),
+        agent_env: Vec::new(),
         user: USER.into(),
     };
     World {

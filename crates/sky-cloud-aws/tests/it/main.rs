@@ -47,6 +47,7 @@ pub fn provider(endpoint: &str, config: AwsConfig) -> AwsProvider {
             wait_timeout_secs: 30,
             sg_delete_timeout_secs: 30,
             runner_factory: None,
+            ..AwsOptions::default()
         },
     )
 }
