@@ -28,7 +28,7 @@ use sky_provider_testkit::{ConformanceConfig, LeftoverProbe, run_conformance};
 use sky_spec::model::{ImageId, Resources};
 
 use crate::proxy::{Hook, Proxy, form_value};
-use crate::{any_image, moto_or_skip, provider, unique, zones};
+use crate::{any_image, moto_or_skip, provider, unique, vpc_with_subnet, zones};
 
 /// The checks that need a command runner on the nodes.
 const RUNNER_CHECKS: &[&str] = &[
@@ -212,31 +212,7 @@ async fn aws_passes_the_conformance_suite_against_moto() {
         .1;
     // A VPC whose only subnet (in the suite's zone) is the hosts' block.
     let vpc_name = unique("sky-conf");
-    let vpc = c
-        .create_vpc()
-        .cidr_block("10.200.0.0/16")
-        .tag_specifications(
-            aws_sdk_ec2::types::TagSpecification::builder()
-                .resource_type(aws_sdk_ec2::types::ResourceType::Vpc)
-                .tags(
-                    aws_sdk_ec2::types::Tag::builder()
-                        .key("Name")
-                        .value(&vpc_name)
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_string();
-    c.create_subnet()
-        .vpc_id(&vpc_id)
-        .cidr_block(&hosts.block_cidr)
-        .availability_zone(zone)
-        .send()
-        .await
-        .unwrap();
+    vpc_with_subnet(&c, &vpc_name, &hosts.block_cidr, zone).await;
 
     let (hook, power_log) = power_hook(hosts.clone());
     let proxy = Proxy::start_with_hook(moto.addr, Vec::new(), Some(hook)).await;

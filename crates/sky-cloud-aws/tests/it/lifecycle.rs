@@ -6,7 +6,8 @@ use sky_provider::{CloudProvider, InstanceState, ProvisionErrorKind};
 use sky_spec::model::{DiskTier, PortRange};
 
 use crate::{
-    Leftovers, any_image, filter, leftovers, moto_or_skip, provider, request, unique, zones,
+    Leftovers, any_image, filter, leftovers, moto_or_skip, provider, request, unique,
+    vpc_with_subnet, zones,
 };
 
 #[tokio::test]
@@ -321,31 +322,7 @@ async fn internal_ips_mode_returns_only_subnet_addresses() {
     );
     let c = p.client(region).await;
     let (zone_name, zone_id) = zones(&c).await.remove(0);
-    let vpc = c
-        .create_vpc()
-        .cidr_block("10.200.0.0/16")
-        .tag_specifications(
-            aws_sdk_ec2::types::TagSpecification::builder()
-                .resource_type(aws_sdk_ec2::types::ResourceType::Vpc)
-                .tags(
-                    aws_sdk_ec2::types::Tag::builder()
-                        .key("Name")
-                        .value(&vpc_name)
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap().to_string();
-    c.create_subnet()
-        .vpc_id(&vpc_id)
-        .cidr_block("10.200.0.0/24")
-        .availability_zone(&zone_name)
-        .send()
-        .await
-        .unwrap();
+    let vpc_id = vpc_with_subnet(&c, &vpc_name, "10.200.0.0/24", &zone_name).await;
     let image = any_image(&c).await;
     let name = unique("internal");
     let h = p

@@ -81,6 +81,38 @@ pub async fn any_image(c: &aws_sdk_ec2::Client) -> String {
         .to_string()
 }
 
+/// Creates a VPC (10.200.0.0/16) tagged `Name=name` with one subnet `subnet` in `zone`;
+/// returns the VPC's id.
+pub async fn vpc_with_subnet(
+    c: &aws_sdk_ec2::Client,
+    name: &str,
+    subnet: &str,
+    zone: &str,
+) -> String {
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    let vpc = c
+        .create_vpc()
+        .cidr_block("10.200.0.0/16")
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::Vpc)
+                .tags(Tag::builder().key("Name").value(name).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_string();
+    c.create_subnet()
+        .vpc_id(&vpc_id)
+        .cidr_block(subnet)
+        .availability_zone(zone)
+        .send()
+        .await
+        .unwrap();
+    vpc_id
+}
+
 /// (zone name, zone id) pairs of a region, in name order.
 pub async fn zones(c: &aws_sdk_ec2::Client) -> Vec<(String, String)> {
     let out = c.describe_availability_zones().send().await.unwrap();
