@@ -253,6 +253,26 @@ impl StateDb {
                 source,
             })?;
         }
+        // The state holds secrets (each cluster's agent token): a new database file is
+        // readable by its owner only (SQLite gives its -wal and -shm files the same mode).
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(source) => {
+                    return Err(Error::Io {
+                        path: path.to_owned(),
+                        source,
+                    });
+                }
+            }
+        }
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)

@@ -168,3 +168,20 @@ async fn sqlite_file_is_wal() {
         .unwrap();
     assert_eq!(mode, "wal");
 }
+
+#[tokio::test]
+async fn a_new_sqlite_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::sqlite();
+    let db = f.open().await;
+    let path = f.sqlite_path.clone().unwrap();
+    db.list_clusters().await.unwrap();
+    for p in [
+        path.clone(),
+        PathBuf::from(format!("{}-wal", path.display())),
+    ] {
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} has mode {mode:o}", p.display());
+    }
+    db.close().await;
+}
