@@ -395,11 +395,20 @@ pub fn launch(env: &HostEnv, args: &crate::LaunchArgs, command_line: String) -> 
             .flatten()
             .is_none()
         {
-            let enabled: Vec<&str> = backend.enabled_clouds.iter().map(String::as_str).collect();
+            let (enabled, left_out) = match backend.launch_clouds(args.idle_minutes, args.down) {
+                Ok(c) => c,
+                Err(message) => {
+                    eprintln!("{message}");
+                    return exit::NO_RESOURCES;
+                }
+            };
             match sky_optimizer::optimize_task(backend.catalog(), &task, &enabled, &[]) {
                 Ok(plan) => eprint!("{}", crate::launch::render_plan(&plan, &cluster)),
                 Err(sky_optimizer::OptimizeError::NoResources { message }) => {
-                    eprintln!("{message}");
+                    eprintln!(
+                        "{message}{}",
+                        sky_launch::autostop_note(&left_out, args.down)
+                    );
                     return exit::NO_RESOURCES;
                 }
                 Err(e) => {

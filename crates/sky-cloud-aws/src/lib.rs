@@ -1129,6 +1129,8 @@ impl CloudProvider for AwsProvider {
             open_ports: true,
             custom_image: true,
             docker: false,
+            // The head stops or terminates its own cluster (`node_self_stop`).
+            autostop: true,
         }
     }
 

@@ -482,6 +482,7 @@ impl CloudProvider for LocalProvider {
             open_ports: true,
             custom_image: false,
             docker: false,
+            autostop: true,
         }
     }
 

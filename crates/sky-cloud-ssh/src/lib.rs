@@ -457,6 +457,8 @@ impl CloudProvider for SshProvider {
             open_ports: false,
             custom_image: false,
             docker: false,
+            // The hosts cannot stop, and a head cannot release the client's leases.
+            autostop: false,
         }
     }
 

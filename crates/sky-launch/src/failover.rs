@@ -125,13 +125,47 @@ impl Backend {
     }
 
     /// Provisions a new cluster, failing over until a placement works or none is left.
+    /// The enabled clouds a launch may use, and those left out: with `-i`, clouds whose
+    /// clusters autostop cannot act on (without `--down`, also those that cannot stop), as
+    /// SkyPilot's optimizer does with its AUTOSTOP / AUTODOWN features.
+    /// `Err` (the message) when `-i` left every enabled cloud out.
+    pub fn launch_clouds(
+        &self,
+        idle_minutes: Option<i64>,
+        down: bool,
+    ) -> Result<(Vec<&str>, Vec<&str>), String> {
+        let (usable, left_out): (Vec<&str>, Vec<&str>) = self
+            .enabled_clouds
+            .iter()
+            .map(String::as_str)
+            .partition(|c| {
+                idle_minutes.is_none_or(|i| i < 0)
+                    || self.registry.get(c).is_none_or(|p| {
+                        let f = p.features();
+                        f.autostop && (down || f.stop)
+                    })
+            });
+        if usable.is_empty() && !left_out.is_empty() {
+            return Err(format!(
+                "no enabled cloud can run this launch.{}",
+                autostop_note(&left_out, down)
+            ));
+        }
+        Ok((usable, left_out))
+    }
+
     pub(crate) async fn provision_new(
         &self,
         task: &Task,
         opts: &LaunchOptions,
         rep: &dyn Reporter,
     ) -> Result<StoredHandle, LaunchError> {
-        let enabled: Vec<&str> = self.enabled_clouds.iter().map(String::as_str).collect();
+        let (enabled, left_out) =
+            self.launch_clouds(opts.idle_minutes, opts.down)
+                .map_err(|message| LaunchError::NoResources {
+                    message,
+                    history: Vec::new(),
+                })?;
         let mut blocked: Vec<Blocked> = Vec::new();
         let mut history: Vec<Attempt> = Vec::new();
         let mut rounds = 0u32;
@@ -141,6 +175,7 @@ impl Backend {
                 Ok(p) => p,
                 Err(OptimizeError::NoResources { message }) => {
                     if history.is_empty() {
+                        let message = format!("{message}{}", autostop_note(&left_out, opts.down));
                         return Err(LaunchError::NoResources { message, history });
                     }
                     if opts.retry_until_up {
@@ -434,6 +469,18 @@ fn request_from_handle(h: &ClusterHandle, task: &Task) -> ProvisionRequest {
         ports: first.ports.clone(),
         resources: first,
     }
+}
+
+/// What to add to a "nothing fits" message when `-i` left clouds out (empty when none).
+pub fn autostop_note(left_out: &[&str], down: bool) -> String {
+    if left_out.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\nLeft out because autostop (-i) cannot act on their clusters{}: {}",
+        if down { "" } else { " without --down" },
+        left_out.join(", ")
+    )
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use sky_provider::{CloudProvider, ClusterHandle, InstanceInfo, InstanceState, Pr
 use sky_spec::Task;
 use sky_state::{ClusterRecord, ClusterStatus, StateDb};
 
-pub use failover::{Attempt, render_history};
+pub use failover::{Attempt, autostop_note, render_history};
 
 /// Receives progress from long operations. The CLI draws spinners; tests collect lines.
 pub trait Reporter: Send + Sync {
@@ -223,7 +223,6 @@ impl Backend {
         };
         if opts.idle_minutes.is_some_and(|i| i >= 0) {
             self.check_autostop(&opts.cluster, &handle, opts.down)
-                .await
                 .map_err(|e| {
                     LaunchError::Invalid(format!(
                         "{e}. The cluster is up with nothing submitted: `sky down {}`, or launch again without -i",
@@ -395,7 +394,7 @@ impl Backend {
     ) -> Result<(), LaunchError> {
         if idle_minutes >= 0 {
             let h = Self::stored_handle(&self.record(cluster).await?)?;
-            self.check_autostop(cluster, &h, down).await?;
+            self.check_autostop(cluster, &h, down)?;
         }
         let c = self.client(cluster).await?;
         c.set_autostop(idle_minutes, down, wait_for)
@@ -409,16 +408,21 @@ impl Backend {
         Ok(())
     }
 
-    /// Whether autostop can act on the cluster: spot and clouds that cannot stop need
-    /// `--down`; a remote head must be able to stop or terminate its own cluster through the
-    /// provider (a head on this machine runs `sky stop|down` against this state instead).
-    async fn check_autostop(
+    /// Whether autostop can act on the cluster: its cloud must support it
+    /// (`FeatureSet::autostop`), and spot clusters and clouds that cannot stop need `--down`.
+    fn check_autostop(
         &self,
         cluster: &str,
         h: &StoredHandle,
         down: bool,
     ) -> Result<(), LaunchError> {
         let p = self.provider(&h.provider.cloud)?;
+        if !p.features().autostop {
+            return Err(LaunchError::Invalid(format!(
+                "autostop is not supported on `{}` clusters: their head cannot stop or terminate its own cluster; use `sky stop {cluster}` or `sky down {cluster}` when done",
+                h.provider.cloud
+            )));
+        }
         if !down && h.provider.use_spot {
             return Err(LaunchError::Invalid(format!(
                 "cluster `{cluster}` runs on spot instances, which cannot be stopped: autostop needs --down"
@@ -427,20 +431,6 @@ impl Backend {
         if !down && !p.features().stop {
             return Err(LaunchError::Invalid(format!(
                 "cloud `{}` cannot stop clusters: autostop on `{cluster}` needs --down",
-                h.provider.cloud
-            )));
-        }
-        let nodes = p
-            .query_instances(&h.provider)
-            .await
-            .map_err(|e| LaunchError::Provider(format!("failed to query `{cluster}`: {e}")))?;
-        let remote = nodes.first().is_some_and(|n| {
-            p.command_runner(&h.provider, n)
-                .map_or(true, |r| r.node_home().is_none())
-        });
-        if remote && p.node_self_stop().is_none() {
-            return Err(LaunchError::Invalid(format!(
-                "autostop is not supported on `{}` clusters: their head cannot stop or terminate its own cluster; use `sky stop {cluster}` or `sky down {cluster}` when done",
                 h.provider.cloud
             )));
         }

@@ -148,6 +148,7 @@ impl CloudProvider for FakeCloud {
             open_ports: true,
             custom_image: false,
             docker: false,
+            autostop: true,
         }
     }
 

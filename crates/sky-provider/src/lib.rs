@@ -34,6 +34,10 @@ pub struct FeatureSet {
     pub custom_image: bool,
     /// Tasks may run in a docker image (`image_id: docker:...`).
     pub docker: bool,
+    /// Autostop can act on this cloud's clusters: their nodes are on this machine (the head
+    /// runs `sky stop|down` here), or the head stops or terminates its own cluster
+    /// ([`CloudProvider::node_self_stop`]). `sky launch -i` leaves other clouds out.
+    pub autostop: bool,
 }
 
 /// Why provisioning failed; failover branches on it.

@@ -383,7 +383,7 @@ fn autostop_on_ec2(down: bool) {
 #[test]
 fn autostop_is_refused_where_the_head_cannot_stop_itself() {
     // SSH node pools: nothing can stop the hosts, and the head cannot release the client's
-    // leases; autostop is refused with the reason, before any job is submitted.
+    // leases; autostop is refused with the reason.
     let Some(hosts) = NetnsHosts::up(1) else {
         return;
     };
@@ -402,22 +402,40 @@ fn autostop_is_refused_where_the_head_cannot_stop_itself() {
             .output()
             .expect("run sky")
     };
+    // `sky launch -i` leaves clouds autostop cannot act on out of the plan: nothing is
+    // provisioned, and the error says why.
     let o = run(&[
         "launch", "-y", "-c", "sp", "--infra", "ssh/pool", "-i", "5", "--down", "echo", "x",
     ]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 4, "{out}{err}");
+    assert!(
+        err.contains("autostop (-i) cannot act on their clusters: ssh"),
+        "{err}"
+    );
+    assert!(hosts.leftovers().is_empty(), "{:?}", hosts.leftovers());
+    let (out, _) = text(&run(&["status"]));
+    assert!(!out.contains("sp "), "{out}");
+    // On an existing SSH cluster, `sky autostop` is refused with the reason.
+    let o = run(&[
+        "launch", "-y", "-c", "sp", "--infra", "ssh/pool", "echo", "x",
+    ]);
+    assert_eq!(code(&o), 0, "{:?}", text(&o));
+    let o = run(&["autostop", "sp", "-i", "5", "--down"]);
     let (out, err) = text(&o);
     assert_eq!(code(&o), 3, "{out}{err}");
     assert!(
         err.contains("autostop is not supported on `ssh` clusters") && err.contains("sky down sp"),
         "{err}"
     );
-    let o = run(&["autostop", "sp", "-i", "5", "--down"]);
-    assert_eq!(code(&o), 3, "{:?}", text(&o));
-    let o = run(&["queue", "sp"]);
-    let (out, _) = text(&o);
+    let (out, _) = text(&run(&["status"]));
+    let row = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("sp "))
+        .unwrap_or("");
     assert!(
-        !out.contains("SUCCEEDED") && !out.contains("RUNNING"),
-        "{out}"
+        row.contains("UP") && row.contains(" - "),
+        "no autostop recorded: {out}"
     );
     let o = run(&["down", "sp"]);
     assert_eq!(code(&o), 0, "{:?}", text(&o));
