@@ -11,6 +11,7 @@
 #   BASE=10             host i gets $NET.$((BASE+i)); the bridge gets $NET.$((BASE-9)) when BASE>10, else $NET.1
 #   PREFIX=24           prefix length of the bridge's subnet
 #   INSTALL=1           apt-get install openssh-server rsync when sshd or rsync is missing
+# Each host's $W/$NS$i/bin comes first on its SSH sessions' PATH (programs only that host has).
 # Only addresses in 10.200.0.0/24 are ever configured, all inside namespaces this script made.
 set -euo pipefail
 N=${N:-3}; W=${W:-/tmp/skyhosts/run}; BR=${BR:-skybr0}; NS=${NS:-skyh}; VETH=${VETH:-vsky}
@@ -41,7 +42,7 @@ up() {
   : > "$W/known_hosts"; : > "$W/sshd.pids"
   for i in $(seq 1 "$N"); do
     ns=$NS$i; ip4=$NET.$((BASE+i)); d=$W/$ns
-    mkdir -p "$d/home/.ssh"
+    mkdir -p "$d/home/.ssh" "$d/bin"
     ip netns add "$ns"
     ip link add "$VETH$i" type veth peer name eth0 netns "$ns"
     ip link set "$VETH$i" master "$BR" up
@@ -65,6 +66,8 @@ AllowUsers sky
 MaxStartups 100:30:200
 MaxSessions 100
 Subsystem sftp internal-sftp
+# The host's own programs (a test puts a GPU driver's nvidia-smi there) come first.
+SetEnv PATH=$d/bin:/usr/local/bin:/usr/bin:/bin
 CFG
     ip netns exec "$ns" unshare --mount --uts --propagation private \
        sh -c "hostname '$ns' && mount --bind '$d/home' /home/sky && exec /usr/sbin/sshd -f '$d/sshd_config' -E '$d/sshd.log'"

@@ -1,8 +1,9 @@
 //! `sky check`: which clouds are enabled, why, and how to enable the others.
 //!
 //! Credentials are found the way each cloud's CLI finds them; clouds whose provisioner is in
-//! this build (AWS) are then verified live with one cheap API call (EC2 DescribeRegions, at
-//! `AWS_ENDPOINT_URL` when set); the others are not contacted yet.
+//! this build are then verified live: AWS with one cheap API call (EC2 DescribeRegions, at
+//! `AWS_ENDPOINT_URL` when set), SSH node pools by logging in to every host, which also detects
+//! and caches the hosts' CPUs, memory and GPUs; the others are not contacted yet.
 
 use crate::{CheckArgs, clouds, exit, hostenv::HostEnv};
 
@@ -71,7 +72,7 @@ fn verify_live(
 ) {
     let live: Vec<&'static str> = checks
         .iter()
-        .filter(|c| c.enabled && c.cloud == "aws")
+        .filter(|c| c.enabled && matches!(c.cloud, "aws" | "ssh"))
         .map(|c| c.cloud)
         .collect();
     if live.is_empty() {
@@ -98,6 +99,13 @@ fn verify_live(
         };
         match verdict {
             Ok(Ok(())) => c.reason = format!("{} (verified live)", c.reason),
+            Ok(Err(e)) if cloud == "ssh" => {
+                c.enabled = false;
+                c.reason = format!("not every host of the node pools answered: {}", e.message);
+                c.fix = e.fix.clone().unwrap_or_else(|| {
+                    "check the hosts, users and identity files in ~/.sky/ssh_node_pools.yaml".into()
+                });
+            }
             Ok(Err(e)) => {
                 c.enabled = false;
                 c.reason = format!(

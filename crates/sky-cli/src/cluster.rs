@@ -23,11 +23,7 @@ pub fn providers(
     config: &sky_spec::sky_config::SkyConfig,
 ) -> Result<ProviderRegistry, String> {
     let mut registry = ProviderRegistry::new();
-    let local_allowed = config
-        .allowed_clouds
-        .as_ref()
-        .is_none_or(|a| a.iter().any(|c| c == "local"));
-    if local_allowed {
+    if allowed(config, "local") {
         let local_cfg = sky_cloud_local::LocalConfig::from_json(
             config.raw.get("local").unwrap_or(&serde_json::Value::Null),
         )
@@ -48,11 +44,7 @@ pub fn providers(
     #[cfg(feature = "aws")]
     {
         // AWS when its credentials are found (env, ~/.aws) and `allowed_clouds` allows it.
-        let aws_allowed = config
-            .allowed_clouds
-            .as_ref()
-            .is_none_or(|a| a.iter().any(|c| c == "aws"));
-        if aws_allowed && crate::clouds::check_credentials(env, "aws").enabled {
+        if allowed(config, "aws") && crate::clouds::check_credentials(env, "aws").enabled {
             let aws_cfg = sky_cloud_aws::AwsConfig::from_json(
                 config.raw.get("aws").unwrap_or(&serde_json::Value::Null),
             )
@@ -106,17 +98,21 @@ pub fn providers(
         }
     }
     // SSH node pools when ~/.sky/ssh_node_pools.yaml exists and `allowed_clouds` allows it.
-    let ssh_allowed = config
-        .allowed_clouds
-        .as_ref()
-        .is_none_or(|a| a.iter().any(|c| c == "ssh"));
-    if ssh_allowed
+    if allowed(config, "ssh")
         && let Some(ssh) = sky_cloud_ssh::SshProvider::from_sky_dir(&env.sky_dir(), &env.home)
             .map_err(|e| e.to_string())?
     {
         registry.register(Arc::new(ssh));
     }
     Ok(registry)
+}
+
+/// Whether `allowed_clouds` in the user's config (absent: every cloud) allows `cloud`.
+fn allowed(config: &sky_spec::sky_config::SkyConfig, cloud: &str) -> bool {
+    config
+        .allowed_clouds
+        .as_ref()
+        .is_none_or(|a| a.iter().any(|c| c == cloud))
 }
 
 /// The AWS credential and config files found here, with where they go on a head node.
@@ -374,6 +370,7 @@ pub fn launch(env: &HostEnv, args: &crate::LaunchArgs, command_line: String) -> 
         .clone()
         .unwrap_or_else(|| crate::launch::generated_cluster_name(env));
     block_on(async {
+        detect_ssh_pools(env).await;
         let backend = backend_or_exit!(env);
         let problems = sky_optimizer::validate_task(backend.catalog(), &task);
         if !problems.is_empty() {
@@ -447,6 +444,20 @@ pub fn launch(env: &HostEnv, args: &crate::LaunchArgs, command_line: String) -> 
         }
         follow_job(&backend, &cluster, submitted.job_id).await
     })
+}
+
+/// Probes the SSH node pools whose hosts have not been detected yet (by `sky check` or an
+/// earlier launch), so that their GPUs, CPUs and memory are offered from the first launch on.
+/// Hosts that do not answer are left to the launch itself, which names them.
+async fn detect_ssh_pools(env: &HostEnv) {
+    let Ok(config) = crate::clouds::load_config(env) else {
+        return;
+    };
+    if allowed(&config, "ssh")
+        && let Ok(Some(ssh)) = sky_cloud_ssh::SshProvider::from_sky_dir(&env.sky_dir(), &env.home)
+    {
+        ssh.detect_capacity(true).await;
+    }
 }
 
 /// `sky exec`.

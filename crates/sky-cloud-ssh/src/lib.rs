@@ -44,6 +44,20 @@ pub struct HostCapacity {
     pub accelerator: Option<(String, f64)>,
 }
 
+/// A pool's capacity as cached, with the hosts (`ip:port`) it was detected on.
+#[derive(Serialize, Deserialize)]
+struct CachedCapacity {
+    hosts: Vec<String>,
+    capacity: HostCapacity,
+}
+
+fn host_keys(pool: &SshPool) -> Vec<String> {
+    pool.hosts
+        .iter()
+        .map(|h| format!("{}:{}", h.ip, h.port))
+        .collect()
+}
+
 /// The SSH node pools cloud.
 #[derive(Debug)]
 pub struct SshProvider {
@@ -335,16 +349,53 @@ impl SshProvider {
         })
     }
 
-    fn save_capacity(&self, pool: &str, cap: &HostCapacity) {
-        let path = self.capacity_path(pool);
+    /// Probes the hosts of every pool (with `only_uncached`, of the pools whose capacity has
+    /// not been detected yet), all in parallel, and caches each pool's capacity (its smallest
+    /// host's CPUs, memory and GPUs, which its offering then advertises) when every host of
+    /// the pool answered. Returns the failures, each naming its host; nothing is started on
+    /// any host.
+    pub async fn detect_capacity(&self, only_uncached: bool) -> Vec<ProvisionError> {
+        let pools: Vec<&SshPool> = self
+            .pools
+            .iter()
+            .filter(|p| !only_uncached || self.cached_capacity(p).is_none())
+            .collect();
+        let per_pool = join_all(pools.iter().map(|pool| async move {
+            join_all(pool.hosts.iter().map(|h| self.probe(&pool.name, h))).await
+        }))
+        .await;
+        let mut failures = Vec::new();
+        for (pool, results) in pools.iter().zip(per_pool) {
+            let (caps, errs): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+            if errs.is_empty() {
+                let caps: Vec<HostCapacity> = caps.into_iter().flatten().collect();
+                if let Some(cap) = min_capacity(&caps) {
+                    self.save_capacity(pool, &cap);
+                }
+            }
+            failures.extend(errs.into_iter().filter_map(Result::err));
+        }
+        failures
+    }
+
+    /// Caches a pool's capacity, with the hosts it was detected on.
+    fn save_capacity(&self, pool: &SshPool, cap: &HostCapacity) {
+        let path = self.capacity_path(&pool.name);
         if let Some(d) = path.parent() {
             let _ = std::fs::create_dir_all(d);
         }
-        let _ = std::fs::write(&path, serde_json::to_vec(cap).unwrap_or_default());
+        let cached = CachedCapacity {
+            hosts: host_keys(pool),
+            capacity: cap.clone(),
+        };
+        let _ = std::fs::write(&path, serde_json::to_vec(&cached).unwrap_or_default());
     }
 
-    fn cached_capacity(&self, pool: &str) -> Option<HostCapacity> {
-        serde_json::from_slice(&std::fs::read(self.capacity_path(pool)).ok()?).ok()
+    /// A pool's cached capacity, unless its hosts changed since it was detected.
+    fn cached_capacity(&self, pool: &SshPool) -> Option<HostCapacity> {
+        let cached: CachedCapacity =
+            serde_json::from_slice(&std::fs::read(self.capacity_path(&pool.name)).ok()?).ok()?;
+        (cached.hosts == host_keys(pool)).then_some(cached.capacity)
     }
 
     /// Kills the cluster's processes on a host and removes what sky put in the home.
@@ -466,7 +517,7 @@ impl CloudProvider for SshProvider {
         self.pools
             .iter()
             .map(|p| {
-                let cap = self.cached_capacity(&p.name).unwrap_or(HostCapacity {
+                let cap = self.cached_capacity(p).unwrap_or(HostCapacity {
                     vcpus: 1.0,
                     memory_gib: 1.0,
                     accelerator: None,
@@ -486,19 +537,22 @@ impl CloudProvider for SshProvider {
             .collect()
     }
 
+    /// Logs in to every host of every pool and detects its capacity (see
+    /// [`SshProvider::detect_capacity`]); the first host that failed is the error, every
+    /// failed host is named in its message.
     async fn check_credentials(&self) -> Result<(), ProvisionError> {
-        for pool in &self.pools {
-            let probes = pool.hosts.iter().map(|h| self.probe(&pool.name, h));
-            let results = join_all(probes).await;
-            let mut caps = Vec::new();
-            for r in results {
-                caps.push(r?);
-            }
-            if let Some(cap) = min_capacity(&caps) {
-                self.save_capacity(&pool.name, &cap);
-            }
+        let failures = self.detect_capacity(false).await;
+        match failures.first() {
+            None => Ok(()),
+            Some(first) => Err(ProvisionError {
+                message: failures
+                    .iter()
+                    .map(|e| e.message.clone())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                ..first.clone()
+            }),
         }
-        Ok(())
     }
 
     async fn run_instances(&self, req: &ProvisionRequest) -> Result<ClusterHandle, ProvisionError> {
@@ -602,8 +656,12 @@ impl CloudProvider for SshProvider {
                 .join("; ");
             return Err(ProvisionError { message, ..base });
         }
-        if let Some(cap) = min_capacity(&caps) {
-            self.save_capacity(&pool.name, &cap);
+        // The pool's capacity is its smallest host's: only a probe of all of them may
+        // refresh it (a few leased hosts may have more than the others).
+        if hosts.len() == pool.hosts.len()
+            && let Some(cap) = min_capacity(&caps)
+        {
+            self.save_capacity(pool, &cap);
         }
         guard.keep = true;
         Ok(self.handle(req, &guard.leases))
@@ -764,6 +822,31 @@ mod tests {
             canonical_gpu_name("NVIDIA H100 80GB HBM3", "81559 MiB"),
             "H100"
         );
+    }
+
+    #[test]
+    fn cached_capacity_is_offered_until_the_pool_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let pools = |yaml: &str| parse_ssh_node_pools(yaml).unwrap();
+        let two = "lab:\n  user: sky\n  hosts: [10.200.0.2, 10.200.0.3]\n";
+        let p = SshProvider::new(pools(two), dir.path().into(), dir.path().into());
+        let offered = |p: &SshProvider| p.offerings()[0].accelerator.clone();
+        assert_eq!(offered(&p), None, "nothing detected yet");
+        let cap = HostCapacity {
+            vcpus: 8.0,
+            memory_gib: 15.6,
+            accelerator: Some(("H100".into(), 2.0)),
+        };
+        p.save_capacity(&p.pools[0], &cap);
+        assert_eq!(offered(&p), Some(("H100".into(), 2.0)));
+        assert_eq!(p.offerings()[0].vcpus, 8.0);
+        // The same pool read again keeps it; a host added means detecting again.
+        let again = SshProvider::new(pools(two), dir.path().into(), dir.path().into());
+        assert_eq!(offered(&again), Some(("H100".into(), 2.0)));
+        let three = "lab:\n  user: sky\n  hosts: [10.200.0.2, 10.200.0.3, 10.200.0.4]\n";
+        let grown = SshProvider::new(pools(three), dir.path().into(), dir.path().into());
+        assert_eq!(offered(&grown), None);
+        assert!(grown.cached_capacity(&grown.pools[0]).is_none());
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct NetnsHost {
     pub veth: String,
     /// The directory bind-mounted as `/home/sky` on this host.
     pub home: PathBuf,
+    /// First on the PATH of this host's SSH sessions: programs only this host has.
+    pub bin: PathBuf,
 }
 
 /// A set of hosts with user `sky`, key-based login and a known_hosts file.
@@ -163,6 +165,7 @@ impl NetnsHosts {
                     ip: format!("10.200.0.{}", base + first - 1 + i),
                     veth: format!("{veth}{i}"),
                     home: state_dir.join(format!("{ns}{i}")).join("home"),
+                    bin: state_dir.join(format!("{ns}{i}")).join("bin"),
                 })
                 .collect(),
             identity_file: state_dir.join("id_ed25519"),
@@ -203,6 +206,16 @@ impl NetnsHosts {
             s.push_str(&format!("    - {}\n", h.ip));
         }
         s
+    }
+
+    /// Installs an executable `name` with the given text on one host only (first on its SSH
+    /// sessions' PATH), as a driver or tool installed on that machine would be.
+    pub fn install_program(&self, host: usize, name: &str, text: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.hosts[host].bin.join(name);
+        std::fs::write(&path, text).expect("write the program");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .expect("make the program executable");
     }
 
     /// Cuts (or restores) a host's link.

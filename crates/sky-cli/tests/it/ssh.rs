@@ -157,3 +157,101 @@ fn a_cut_link_fails_the_launch_fast_and_leaves_the_other_hosts_clean() {
     wait_clean(&hosts);
     assert!(!hosts.hosts[0].home.join(".sky").exists());
 }
+
+/// `nvidia-smi` of a host with `n` H100 80GB HBM3 GPUs, answering the query the probe asks with
+/// rows built from the one captured on a real H100 (its name and memory, renumbered).
+fn nvidia_smi_with_h100s(n: usize) -> String {
+    let captured =
+        include_str!("../../../sky-cloud-local/tests/fixtures/nvidia-smi-h100/query-gpu.csv");
+    // index, uuid, name, memory.total (MiB), memory.used, utilization.gpu
+    let cols: Vec<&str> = captured.lines().next().unwrap().split(", ").collect();
+    let rows: String = (0..n)
+        .map(|i| format!("{i}, {}, {} MiB\n", cols[2], cols[3]))
+        .collect();
+    format!(
+        "#!/bin/sh\ncase \"$*\" in\n  *--query-gpu=index,name,memory.total*--format=csv,noheader*)\n    cat <<'ROWS'\n{rows}ROWS\n    ;;\n  *) echo \"nvidia-smi (test): unsupported arguments: $*\" >&2; exit 2 ;;\nesac\n"
+    )
+}
+
+#[test]
+fn gpus_on_the_hosts_are_detected_offered_and_given_to_jobs() {
+    let Some(hosts) = NetnsHosts::up(2) else {
+        return;
+    };
+    for h in 0..2 {
+        hosts.install_program(h, "nvidia-smi", &nvidia_smi_with_h100s(2));
+    }
+    let home = ssh_home(&hosts);
+    let dir = home.dir.path();
+    // No `sky check` first: the launch detects the new pool's hosts before planning.
+    let o = sky(
+        &home,
+        dir,
+        &[
+            "launch",
+            "-y",
+            "-c",
+            "g",
+            "--infra",
+            "ssh/lab",
+            "--num-nodes",
+            "2",
+            "--gpus",
+            "H100:2",
+            "echo \"rank=$SKYPILOT_NODE_RANK cvd=$CUDA_VISIBLE_DEVICES per_node=$SKYPILOT_NUM_GPUS_PER_NODE\"",
+        ],
+    );
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 0, "launch failed:\n{out}\n{err}");
+    for rank in 0..2 {
+        assert!(
+            out.contains(&format!("rank={rank} cvd=0,1 per_node=2")),
+            "rank {rank}:\n{out}\n{err}"
+        );
+    }
+    // A job on one of the two devices of the head gets exactly one.
+    let o = sky(
+        &home,
+        dir,
+        &[
+            "exec",
+            "g",
+            "--gpus",
+            "H100:1",
+            "echo \"one cvd=$CUDA_VISIBLE_DEVICES\"",
+        ],
+    );
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 0, "exec failed:\n{out}\n{err}");
+    assert!(
+        out.contains("one cvd=0") || out.contains("one cvd=1"),
+        "{out}\n{err}"
+    );
+    // More GPUs than a host has, or another kind, cannot be placed on the pool.
+    for gpus in ["H100:4", "A100:1"] {
+        let o = sky(
+            &home,
+            dir,
+            &[
+                "launch", "--dryrun", "-y", "--infra", "ssh/lab", "--gpus", gpus, "echo", "x",
+            ],
+        );
+        let (out, err) = text(&o);
+        assert_eq!(code(&o), 4, "--gpus {gpus}:\n{out}\n{err}");
+    }
+    let o = sky(&home, dir, &["down", "g"]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 0, "down failed:\n{out}\n{err}");
+    wait_clean(&hosts);
+
+    // `sky check` logs in to every host: a host cut off disables the cloud, named.
+    hosts.set_link(1, false);
+    let o = sky(&home, dir, &["check", "ssh"]);
+    let (out, err) = text(&o);
+    assert!(out.contains("SSH: disabled"), "{out}\n{err}");
+    assert!(out.contains(&hosts.hosts[1].ip), "{out}\n{err}");
+    hosts.set_link(1, true);
+    let o = sky(&home, dir, &["check", "ssh"]);
+    let (out, err) = text(&o);
+    assert!(out.contains("SSH: enabled"), "{out}\n{err}");
+}
