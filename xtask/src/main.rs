@@ -48,9 +48,10 @@ fn main() -> Result<()> {
                  \n  catalog  rebuild catalogs/*.bin from the upstream-format CSVs in catalogs/upstream/\
                  \n  codegen  write schemas/task.schema.json (--check: fail if stale)\
                  \n  demo     plan the example tasks with every bundled cloud enabled (a throwaway HOME)\
-                 \n  emulators up [N]|down|status  N (default 3) sshd hosts in network namespaces on\
-                 \n           10.200.0.(10+i), bridge skybr0, state in /tmp/skyhosts/run (root; installs\
-                 \n           openssh-server and rsync); tests start their own hosts"
+                 \n  emulators up [N]|down|status  a moto server (EC2) on 127.0.0.1:5000 (installs moto\
+                 \n           into /tmp/sky-emulators/moto-venv) and N (default 3) sshd hosts in network\
+                 \n           namespaces on 10.200.0.(10+i), bridge skybr0, state in /tmp/skyhosts/run\
+                 \n           (root; installs openssh-server and rsync); tests start their own"
             );
             bail!("no such task")
         }
@@ -513,6 +514,18 @@ fn emulators(root: &Path, args: &[String]) -> Result<()> {
     if !matches!(action, "up" | "down" | "status") {
         bail!("usage: cargo xtask emulators up [N]|down|status");
     }
+    // moto first (it needs no root): on 127.0.0.1:5000, its venv shared with the tests.
+    if action == "status" {
+        let up = Path::new("/tmp/sky-emulators/moto.pid").exists();
+        println!("moto: {}", if up { "up on 127.0.0.1:5000" } else { "down" });
+    } else {
+        run(Command::new("bash")
+            .arg(root.join("scripts/moto.sh"))
+            .arg(action)
+            .env("SKY_EMU_DIR", "/tmp/sky-emulators")
+            .env("SKY_MOTO_VENV", "/tmp/sky-emulators/moto-venv")
+            .env("MOTO_PORT", "5000"))?;
+    }
     let n = args.get(1).map(String::as_str).unwrap_or("3");
     let state = "/tmp/skyhosts/run";
     let n_for_down = std::fs::read_to_string(format!("{state}/sshd.pids"))
@@ -528,7 +541,10 @@ fn emulators(root: &Path, args: &[String]) -> Result<()> {
         println!(
             "\nSSH node pool for ~/.sky/ssh_node_pools.yaml:\n\
              emu:\n  user: sky\n  identity_file: {state}/id_ed25519\n  known_hosts_file: {state}/known_hosts\n  strict_host_key_checking: 'yes'\n  hosts: [{}]\n\
-             then: sky launch --infra ssh/emu ...; stop them with `cargo xtask emulators down`",
+             then: sky launch --infra ssh/emu ...\n\n\
+             EC2 (moto): export AWS_ENDPOINT_URL=http://127.0.0.1:5000 AWS_ACCESS_KEY_ID=testing \
+             AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1\n\
+             stop both with `cargo xtask emulators down`",
             (1..=n.parse::<u32>().unwrap_or(3))
                 .map(|i| format!("10.200.0.{}", 10 + i))
                 .collect::<Vec<_>>()
