@@ -406,7 +406,15 @@ impl Backend {
                 "instances of `{cluster}` did not come up: {e}; `sky down {cluster}` removes them"
             ))
         })?;
-        let stored = runtime::start_agents(self, &cluster, handle, &stored, rep).await?;
+        let stored = runtime::start_agents(self, &cluster, handle, &stored, rep)
+            .await
+            .map_err(|e| match e {
+                // The instances exist and the cluster is recorded INIT: say what to do with it.
+                LaunchError::Provider(m) => LaunchError::Provider(format!(
+                    "{m}\nCluster `{cluster}` is INIT with its instances up: `sky launch -c {cluster}` with the same task tries again, `sky down {cluster}` removes them."
+                )),
+                e => e,
+            })?;
         let mut rec = self.record(&cluster).await?;
         rec.handle = serde_json::to_value(&stored).unwrap_or_default();
         self.state.upsert_cluster(&rec).await?;

@@ -71,8 +71,12 @@ pub(crate) async fn start_agents(
     for node in &nodes {
         runners.push(p.command_runner(&handle, node).map_err(|e| {
             LaunchError::Provider(format!(
-                "no runner for node {} of `{cluster}`: {e}",
-                node.rank
+                "no runner for node {} of `{cluster}`: {e}{}",
+                node.rank,
+                e.fix
+                    .as_deref()
+                    .map(|f| format!("\nTo fix: {f}"))
+                    .unwrap_or_default()
             ))
         })?);
     }
