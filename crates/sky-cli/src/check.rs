@@ -109,7 +109,7 @@ fn verify_live(
             Ok(Err(e)) => {
                 c.enabled = false;
                 c.reason = format!(
-                    "credentials were found but the cloud refused them: {}",
+                    "the live check with these credentials failed: {}",
                     e.message
                 );
                 c.fix = e

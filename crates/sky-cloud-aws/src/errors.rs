@@ -136,21 +136,51 @@ where
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             let text = DisplayErrorContext(err).to_string();
             if mentions_credentials(&text) {
-                return ProvisionError::auth(format!("{op}: no usable AWS credentials: {text}"))
-                    .with_fix(AUTH_FIX);
+                return ProvisionError::auth(format!(
+                    "{op}: no usable AWS credentials: {}",
+                    credentials_summary(&text)
+                ))
+                .with_fix(AUTH_FIX);
             }
             ProvisionError::transient(FailureScope::Zone, format!("{op}: {text}"))
         }
         _ => {
             let text = DisplayErrorContext(err).to_string();
             if mentions_credentials(&text) {
-                ProvisionError::auth(format!("{op}: no usable AWS credentials: {text}"))
-                    .with_fix(AUTH_FIX)
+                ProvisionError::auth(format!(
+                    "{op}: no usable AWS credentials: {}",
+                    credentials_summary(&text)
+                ))
+                .with_fix(AUTH_FIX)
             } else {
                 ProvisionError::other(format!("{op}: {text}"))
             }
         }
     }
+}
+
+/// The credential chain's own account of what it tried, on one line, without the SDK's debug
+/// dump of the same error that `DisplayErrorContext` appends.
+fn credentials_summary(text: &str) -> String {
+    let text = [
+        "DispatchFailure(",
+        "TimeoutError(",
+        "ResponseError(",
+        "ConstructionFailure(",
+    ]
+    .iter()
+    .filter_map(|d| text.find(&format!(" ({d}")))
+    .min()
+    .map_or(text, |i| &text[..i]);
+    let text = text
+        .find("no credentials found in chain")
+        .map_or(text, |i| &text[i..]);
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+        .replace(":;", ":")
 }
 
 fn mentions_credentials(text: &str) -> bool {
@@ -174,6 +204,17 @@ mod tests {
     use super::*;
     use FailureScope::*;
     use ProvisionErrorKind::*;
+
+    #[test]
+    fn credential_chain_failures_read_on_one_line() {
+        // As aws-sdk's DisplayErrorContext renders a profile that does not exist.
+        let text = "dispatch failure: other: the credential provider was not enabled: no credentials found in chain. Attempted:\n  Environment: the credential provider was not enabled: environment variable not set\n  Profile: the credential provider was not enabled: profile `nope` was not defined\n  EcsContainer: the credential provider was not enabled: ECS provider not configured (DispatchFailure(DispatchFailure { source: ConnectorError { kind: Other(None) } }))";
+        assert_eq!(
+            credentials_summary(text),
+            "no credentials found in chain. Attempted: Environment: the credential provider was not enabled: environment variable not set; Profile: the credential provider was not enabled: profile `nope` was not defined; EcsContainer: the credential provider was not enabled: ECS provider not configured"
+        );
+        assert_eq!(credentials_summary("bad credentials"), "bad credentials");
+    }
 
     #[test]
     fn table_of_real_aws_codes() {

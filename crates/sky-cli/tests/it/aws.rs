@@ -286,6 +286,31 @@ fn check_verifies_aws_credentials_live() {
         out.contains("AWS: enabled") && out.contains("verified live"),
         "{out}"
     );
+    // Profiles: the named one is used; one that is not defined disables AWS, saying so.
+    home.write(
+        ".aws/credentials",
+        "[dev]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+    );
+    let check = |vars: &[(&str, &str)]| {
+        let o = sky_env(&home, &moto, home.dir.path(), vars, &["check", "aws", "-v"]);
+        assert_eq!(code(&o), 0);
+        text(&o).0
+    };
+    let out = check(&[("AWS_PROFILE", "dev")]);
+    assert!(
+        out.contains("AWS: enabled") && out.contains("verified live"),
+        "{out}"
+    );
+    let out = check(&[("AWS_PROFILE", "nope")]);
+    assert!(out.contains("AWS: disabled"), "{out}");
+    assert!(out.contains("profile `nope`"), "{out}");
+    assert!(
+        !out.contains("DispatchFailure"),
+        "one readable line:\n{out}"
+    );
+    // Without AWS_PROFILE only `default` is read, and there is none.
+    let out = check(&[]);
+    assert!(out.contains("AWS: disabled"), "{out}");
 }
 
 /// A successful `Output` carrying `stdout` (to report a moto query in the lifecycle list).
