@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use sky_provider::{
     CloudProvider, ClusterHandle, CommandRunner, FailureScope, FeatureSet, InstanceInfo,
@@ -779,29 +780,6 @@ fn min_capacity(caps: &[HostCapacity]) -> Option<HostCapacity> {
             _ => None,
         },
     }))
-}
-
-/// Runs futures concurrently on the current task, results in order.
-async fn join_all<F: std::future::Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let futs: Vec<_> = futs.into_iter().map(Box::pin).collect();
-    let mut results: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
-    let mut pending: Vec<_> = futs.into_iter().enumerate().collect();
-    std::future::poll_fn(|cx| {
-        pending.retain_mut(|(i, f)| match f.as_mut().poll(cx) {
-            std::task::Poll::Ready(v) => {
-                results[*i] = Some(v);
-                false
-            }
-            std::task::Poll::Pending => true,
-        });
-        if pending.is_empty() {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    results.into_iter().flatten().collect()
 }
 
 #[cfg(test)]

@@ -80,91 +80,33 @@ pub(crate) async fn start_agents(
             ))
         })?);
     }
-    // Workers first: the head needs their addresses.
-    for (i, node) in nodes.iter().enumerate().rev() {
-        let runner = runners[i].as_ref();
-        let head = i == 0;
-        if head {
-            let cluster_file =
-                cluster_file_json(cluster, &handle, &nodes, &agent_addrs, offering.as_ref());
-            let script = format!(
-                "mkdir -p ~/.sky && cat > ~/.sky/cluster.json <<'SKY_CLUSTER_EOF'\n{cluster_file}\nSKY_CLUSTER_EOF\n"
-            );
-            let (code, out) = run_quiet(runner, &script)
-                .await
-                .map_err(|e| agent_start_err(cluster, node, &e))?;
-            if code != 0 {
-                return Err(agent_start_err(cluster, node, &out));
-            }
-        }
-        let (code, out) = run_quiet(
-            runner,
-            "mkdir -p ~/.sky && rm -f ~/.sky/agent.addr ~/.sky/agent.token ~/.sky/self_stop.json",
-        )
-        .await
-        .map_err(|e| agent_start_err(cluster, node, &e))?;
-        if code != 0 {
-            return Err(agent_start_err(cluster, node, &out));
-        }
-        runner
-            .upload(&token_file, sky_agent::TOKEN_FILE)
-            .await
-            .map_err(|e| {
-                agent_start_err(cluster, node, &format!("upload the cluster token: {e}"))
-            })?;
-        // A remote node gets this `sky` binary at ~/.sky/bin/sky (rsync skips an unchanged
-        // one) and runs the agent from there; local sandboxes run this binary directly.
-        let remote = runner.node_home().is_none();
-        if head && remote {
-            give_head_self_stop(p.as_ref(), &handle, runner, token_dir.path())
-                .await
-                .map_err(|e| agent_start_err(cluster, node, &e))?;
-        }
-        let binary = if remote {
-            runner
-                .upload(&backend.sky_binary, REMOTE_SKY_BINARY)
-                .await
-                .map_err(|e| {
-                    agent_start_err(
-                        cluster,
-                        node,
-                        &format!("upload {}: {e}", backend.sky_binary.display()),
-                    )
-                })?;
-            REMOTE_SKY_BINARY.to_string()
-        } else {
-            backend.sky_binary.display().to_string()
-        };
-        // The autostop hook's environment names client paths; remote nodes do not have them.
-        let mut env = backend.agent_env.clone();
-        if !remote {
-            env.extend(backend.hook_env.iter().cloned());
-        }
-        let mut argv = vec![
-            binary,
-            "agent".into(),
-            "serve".into(),
-            "--ip".into(),
-            node.internal_ip.clone(),
-            "--rank".into(),
-            node.rank.to_string(),
-        ];
-        if head {
-            argv.extend([
-                "--head".into(),
-                "--cluster-file".into(),
-                ".sky/cluster.json".into(),
-            ]);
-        }
-        runner
-            .spawn_detached(&argv, &env, ".sky/agent.log")
-            .await
-            .map_err(|e| agent_start_err(cluster, node, &e.to_string()))?;
-        let addr = wait_agent_addr(runner)
-            .await
-            .map_err(|e| agent_start_err(cluster, node, &e))?;
-        agent_addrs[i] = Some(addr);
+    let starter = NodeStarter {
+        backend,
+        cluster,
+        p: p.as_ref(),
+        handle: &handle,
+        token_file: &token_file,
+        private_dir: token_dir.path(),
+    };
+    // Workers first, all at once (uploads and agent starts overlap); then the head, which
+    // needs their addresses.
+    let workers = futures_util::future::join_all(
+        nodes
+            .iter()
+            .zip(&runners)
+            .skip(1)
+            .map(|(node, runner)| starter.start(node, runner.as_ref(), None)),
+    )
+    .await;
+    for (i, addr) in workers.into_iter().enumerate() {
+        agent_addrs[i + 1] = Some(addr?);
     }
+    let cluster_file = cluster_file_json(cluster, &handle, &nodes, &agent_addrs, offering.as_ref());
+    agent_addrs[0] = Some(
+        starter
+            .start(&nodes[0], runners[0].as_ref(), Some(&cluster_file))
+            .await?,
+    );
     let head_addr = agent_addrs[0].ok_or_else(|| {
         LaunchError::Provider(format!("the head agent of `{cluster}` did not start"))
     })?;
@@ -188,6 +130,98 @@ pub(crate) async fn start_agents(
         ports: base.ports.clone(),
         provider: handle,
     })
+}
+
+/// Starts one node's agent: clears its old agent files, uploads the cluster token (and, to a
+/// remote node, this `sky` binary), starts `sky agent serve`, and waits for its address.
+struct NodeStarter<'a> {
+    backend: &'a Backend,
+    cluster: &'a str,
+    p: &'a dyn CloudProvider,
+    handle: &'a ClusterHandle,
+    token_file: &'a std::path::Path,
+    /// A private directory for files the head gets (see [`give_head_self_stop`]).
+    private_dir: &'a std::path::Path,
+}
+
+impl NodeStarter<'_> {
+    /// `cluster_file` is the head's (`None` for a worker).
+    async fn start(
+        &self,
+        node: &InstanceInfo,
+        runner: &dyn CommandRunner,
+        cluster_file: Option<&str>,
+    ) -> Result<SocketAddr, LaunchError> {
+        let cluster = self.cluster;
+        let head = cluster_file.is_some();
+        let err = |detail: &str| agent_start_err(cluster, node, detail);
+        if let Some(cluster_file) = cluster_file {
+            let script = format!(
+                "mkdir -p ~/.sky && cat > ~/.sky/cluster.json <<'SKY_CLUSTER_EOF'\n{cluster_file}\nSKY_CLUSTER_EOF\n"
+            );
+            let (code, out) = run_quiet(runner, &script).await.map_err(|e| err(&e))?;
+            if code != 0 {
+                return Err(err(&out));
+            }
+        }
+        let (code, out) = run_quiet(
+            runner,
+            "mkdir -p ~/.sky && rm -f ~/.sky/agent.addr ~/.sky/agent.token ~/.sky/self_stop.json",
+        )
+        .await
+        .map_err(|e| err(&e))?;
+        if code != 0 {
+            return Err(err(&out));
+        }
+        runner
+            .upload(self.token_file, sky_agent::TOKEN_FILE)
+            .await
+            .map_err(|e| err(&format!("upload the cluster token: {e}")))?;
+        // A remote node gets this `sky` binary at ~/.sky/bin/sky (rsync skips an unchanged
+        // one) and runs the agent from there; local sandboxes run this binary directly.
+        let remote = runner.node_home().is_none();
+        if head && remote {
+            give_head_self_stop(self.p, self.handle, runner, self.private_dir)
+                .await
+                .map_err(|e| err(&e))?;
+        }
+        let sky_binary = &self.backend.sky_binary;
+        let binary = if remote {
+            runner
+                .upload(sky_binary, REMOTE_SKY_BINARY)
+                .await
+                .map_err(|e| err(&format!("upload {}: {e}", sky_binary.display())))?;
+            REMOTE_SKY_BINARY.to_string()
+        } else {
+            sky_binary.display().to_string()
+        };
+        // The autostop hook's environment names client paths; remote nodes do not have them.
+        let mut env = self.backend.agent_env.clone();
+        if !remote {
+            env.extend(self.backend.hook_env.iter().cloned());
+        }
+        let mut argv = vec![
+            binary,
+            "agent".into(),
+            "serve".into(),
+            "--ip".into(),
+            node.internal_ip.clone(),
+            "--rank".into(),
+            node.rank.to_string(),
+        ];
+        if head {
+            argv.extend([
+                "--head".into(),
+                "--cluster-file".into(),
+                ".sky/cluster.json".into(),
+            ]);
+        }
+        runner
+            .spawn_detached(&argv, &env, ".sky/agent.log")
+            .await
+            .map_err(|e| err(&e.to_string()))?;
+        wait_agent_addr(runner).await.map_err(|e| err(&e))
+    }
 }
 
 /// Lets a remote head stop or terminate its own cluster when autostop fires: uploads the
