@@ -114,8 +114,16 @@ fn sky_env(
     vars: &[(&str, &str)],
     args: &[&str],
 ) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_sky"))
-        .args(args)
+    sky_command(home, moto, dir, args)
+        .envs(vars.iter().copied())
+        .output()
+        .expect("run sky")
+}
+
+/// `sky ARGS` in `home`, talking to `moto`.
+fn sky_command(home: &Home, moto: &Moto, dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sky"));
+    c.args(args)
         .current_dir(dir)
         .env_clear()
         .env("HOME", home.dir.path())
@@ -125,10 +133,8 @@ fn sky_env(
         )
         .env("USER", "tester")
         .env("AWS_ENDPOINT_URL", moto.url())
-        .env("AWS_REGION", "us-east-1")
-        .envs(vars.iter().copied())
-        .output()
-        .expect("run sky")
+        .env("AWS_REGION", "us-east-1");
+    c
 }
 
 /// A HOME set up for EC2 in moto: AWS credentials, a VPC whose subnet in us-east-1a is exactly
@@ -465,4 +471,94 @@ fn autostop_is_refused_where_the_head_cannot_stop_itself() {
     let o = run(&["down", "sp"]);
     assert_eq!(code(&o), 0, "{:?}", text(&o));
     assert!(hosts.leftovers().is_empty(), "{:?}", hosts.leftovers());
+}
+
+/// A `sky launch` killed (SIGKILL: no handler runs) at any moment leaks nothing: afterwards
+/// the cluster is absent or listed, and `sky down` of a listed one leaves no instance, security
+/// group or key pair in EC2. Without namespace hosts behind the instances the launch stops at
+/// the SSH stage by construction (the provider refuses moto's invented addresses), so the
+/// kills land while planning, while creating the group and key, during RunInstances, while
+/// waiting, and after the launch gave up.
+#[test]
+fn a_killed_launch_leaks_no_instance_group_or_key() {
+    let Some(moto) = Moto::up() else { return };
+    let ami = moto.python("print(ec2.describe_images(Owners=['amazon'])['Images'][0]['ImageId'])");
+    let home = Home::new(&[]);
+    home.write(
+        ".aws/credentials",
+        "[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+    );
+    home.write(
+        ".sky/config.yaml",
+        &format!("allowed_clouds: [aws]\naws:\n  image_id: {ami}\n"),
+    );
+    let dir = home.dir.path();
+    let mut recorded = 0;
+    // The last launch is not killed: it gives up at the SSH stage on its own.
+    let delays = [0u64, 30, 60, 90, 120, 160, 220, 400, 800, u64::MAX];
+    for (i, delay_ms) in delays.into_iter().enumerate() {
+        let name = format!("kill{i}");
+        let mut child = sky_command(
+            &home,
+            &moto,
+            dir,
+            &[
+                "launch",
+                "-y",
+                "-c",
+                &name,
+                "--infra",
+                "aws/us-east-1",
+                "echo",
+                "x",
+            ],
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn sky launch");
+        if delay_ms < u64::MAX {
+            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+        let when = if delay_ms < u64::MAX {
+            format!("the kill at {delay_ms} ms")
+        } else {
+            "a launch that gave up".to_string()
+        };
+        let o = sky(&home, &moto, dir, &["status"]);
+        let (out, err) = text(&o);
+        assert_eq!(code(&o), 0, "status after {when}:\n{out}{err}");
+        let listed = out
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name.as_str()));
+        eprintln!(
+            "after {when}: {}; instances {}",
+            listed.map_or("not recorded".to_string(), |l| format!("listed: {l}")),
+            instance_states(&moto, &name)
+        );
+        if listed.is_some() {
+            recorded += 1;
+            let o = sky(&home, &moto, dir, &["down", &name]);
+            let (out, err) = text(&o);
+            assert_eq!(code(&o), 0, "down after {when}:\n{out}{err}");
+        }
+        let states = instance_states(&moto, &name);
+        assert!(
+            states == "[]" || states == "[('terminated', 1)]",
+            "instances of {name} after {when}: {states}"
+        );
+        let left = moto.python(&format!(
+            "print([g['GroupName'] for g in ec2.describe_security_groups()['SecurityGroups'] if g['GroupName'].startswith('sky-sg-{name}-')] + \
+             [k['KeyName'] for k in ec2.describe_key_pairs()['KeyPairs'] if k['KeyName'].startswith('sky-key-{name}-')])"
+        ));
+        assert_eq!(left, "[]", "left after {when}");
+    }
+    // Some kills landed after the cluster was recorded (the last one, after the launch gave
+    // up at the SSH stage, always does).
+    assert!(
+        recorded >= 1,
+        "no kill landed after the cluster was recorded"
+    );
 }
