@@ -1,4 +1,5 @@
-//! `sky show-gpus` / `sky gpus list`: accelerators in the bundled catalogs, with prices.
+//! `sky show-gpus` / `sky gpus list`: accelerators in the bundled catalogs, with prices, and
+//! the GPUs detected on SSH node pools' hosts (`--infra ssh[/POOL]`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -57,6 +58,10 @@ pub fn run(env: &HostEnv, args: &GpusArgs) -> i32 {
     if let Some(infra) = &infra {
         let mut parts = infra.splitn(2, '/');
         let cloud = parts.next().unwrap_or_default();
+        if sky_spec::canonical_cloud(cloud) == Some("ssh") {
+            let pool = parts.next().filter(|p| !p.is_empty() && *p != "*");
+            return ssh_pools(env, pool, args.accelerator.as_deref());
+        }
         match sky_spec::canonical_cloud(cloud) {
             Some(c) if sky_catalog::BUNDLED_CLOUDS.contains(&c) => cloud_filter.push(c.to_string()),
             _ => {
@@ -125,7 +130,126 @@ pub fn run(env: &HostEnv, args: &GpusArgs) -> i32 {
     } else {
         print_offers(&offers);
     }
+    if infra.is_none()
+        && let Some(ssh) = ssh_provider(env)
+    {
+        println!();
+        print_pools(&ssh.pools_summary(), name.as_deref());
+    }
     exit::OK
+}
+
+/// The SSH node pools cloud, when `~/.sky/ssh_node_pools.yaml` exists and `allowed_clouds`
+/// allows it.
+fn ssh_provider(env: &HostEnv) -> Option<sky_cloud_ssh::SshProvider> {
+    let config = clouds::load_config(env).ok()?;
+    if config
+        .allowed_clouds
+        .as_ref()
+        .is_some_and(|a| !a.iter().any(|c| c == "ssh"))
+    {
+        return None;
+    }
+    sky_cloud_ssh::SshProvider::from_sky_dir(&env.sky_dir(), &env.home)
+        .ok()
+        .flatten()
+}
+
+/// `sky show-gpus --infra ssh[/POOL] [GPU]`: each pool's GPUs as detected on its hosts
+/// (pools not detected yet are probed first), and how many are free.
+fn ssh_pools(env: &HostEnv, pool: Option<&str>, accelerator: Option<&str>) -> i32 {
+    let Some(ssh) = ssh_provider(env) else {
+        eprintln!(
+            "--infra ssh: no SSH node pools; list your machines in {} (see `sky check ssh`)",
+            env.sky_dir().join(sky_cloud_ssh::POOLS_FILE).display()
+        );
+        return exit::INVALID_INPUT;
+    };
+    let failures = crate::cluster::block_on(async {
+        let failures = ssh.detect_capacity(true).await;
+        for e in &failures {
+            eprintln!("warning: {}", e.message);
+        }
+        i32::from(!failures.is_empty())
+    });
+    let mut pools = ssh.pools_summary();
+    if let Some(name) = pool {
+        let known: Vec<String> = pools.iter().map(|p| p.pool.clone()).collect();
+        pools.retain(|p| p.pool == name);
+        if pools.is_empty() {
+            eprintln!(
+                "--infra ssh/{name}: no such SSH node pool; pools: {}",
+                known.join(", ")
+            );
+            return exit::INVALID_INPUT;
+        }
+    }
+    let name = accelerator.map(|a| a.split(':').next().unwrap_or(a));
+    if print_pools(&pools, name) == 0 && name.is_some() {
+        return exit::NO_RESOURCES;
+    }
+    if failures != 0 {
+        eprintln!(
+            "Pools whose hosts did not all answer are not detected yet; `sky check ssh` tells more."
+        );
+    }
+    exit::OK
+}
+
+/// One section per pool: its GPU, the quantities a node can request, and how many are free
+/// (a cluster holds its hosts whole). Returns how many GPU rows were printed.
+fn print_pools(pools: &[sky_cloud_ssh::PoolSummary], name: Option<&str>) -> usize {
+    let mut rows = 0;
+    for (i, p) in pools.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        println!("SSH Node Pool: {}", p.pool);
+        let Some(cap) = &p.capacity else {
+            println!("  not detected yet: `sky check ssh` logs in to its hosts");
+            continue;
+        };
+        let Some((gpu, n)) = cap
+            .accelerator
+            .as_ref()
+            .filter(|(gpu, _)| name.is_none_or(|w| w.eq_ignore_ascii_case(gpu)))
+        else {
+            println!(
+                "  no GPU{} on its hosts ({} host{}, {} vCPUs and {} GB memory each)",
+                name.map(|n| format!(" {n}")).unwrap_or_default(),
+                p.hosts,
+                if p.hosts == 1 { "" } else { "s" },
+                qty(cap.vcpus),
+                qty(cap.memory_gib)
+            );
+            continue;
+        };
+        // 1, 2, 4, ... up to the per-node count, and the count itself.
+        let per_node = n.floor() as u32;
+        let mut qtys: Vec<u32> = (0..)
+            .map(|k| 1u32 << k)
+            .take_while(|q| *q <= per_node)
+            .collect();
+        if qtys.last() != Some(&per_node) {
+            qtys.push(per_node);
+        }
+        let mut t = plain_table(&["GPU", "REQUESTABLE_QTY_PER_NODE", "UTILIZATION"]);
+        t.add_row([
+            gpu.clone(),
+            qtys.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            format!(
+                "{} of {} free",
+                qty(n * p.free_hosts as f64),
+                qty(n * p.hosts as f64)
+            ),
+        ]);
+        print_table(&t);
+        rows += 1;
+    }
+    rows
 }
 
 fn print_quantities(offers: &[AcceleratorOffer], all: bool) {

@@ -45,6 +45,17 @@ pub struct HostCapacity {
     pub accelerator: Option<(String, f64)>,
 }
 
+/// One pool as [`SshProvider::pools_summary`] reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoolSummary {
+    pub pool: String,
+    pub hosts: usize,
+    /// Hosts no cluster holds (a cluster holds its hosts whole).
+    pub free_hosts: usize,
+    /// Per host (the pool's smallest host's); `None` until detected (`sky check ssh`).
+    pub capacity: Option<HostCapacity>,
+}
+
 /// A pool's capacity as cached, with the hosts (`ip:port`) it was detected on.
 #[derive(Serialize, Deserialize)]
 struct CachedCapacity {
@@ -377,6 +388,24 @@ impl SshProvider {
             failures.extend(errs.into_iter().filter_map(Result::err));
         }
         failures
+    }
+
+    /// Each pool's hosts, how many no cluster holds, and its detected per-host capacity (what
+    /// `sky show-gpus --infra ssh` lists); reads only local files.
+    pub fn pools_summary(&self) -> Vec<PoolSummary> {
+        self.pools
+            .iter()
+            .map(|p| PoolSummary {
+                pool: p.name.clone(),
+                hosts: p.hosts.len(),
+                free_hosts: p
+                    .hosts
+                    .iter()
+                    .filter(|h| !self.lease_path(&p.name, h).exists())
+                    .count(),
+                capacity: self.cached_capacity(p),
+            })
+            .collect()
     }
 
     /// Caches a pool's capacity, with the hosts it was detected on.
@@ -825,6 +854,25 @@ mod tests {
         let grown = SshProvider::new(pools(three), dir.path().into(), dir.path().into());
         assert_eq!(offered(&grown), None);
         assert!(grown.cached_capacity(&grown.pools[0]).is_none());
+        // The summary counts hosts without a lease as free.
+        let lease = Lease {
+            cluster_name_on_cloud: "c-1".into(),
+            cluster_name: "c".into(),
+            pool: "lab".into(),
+            ip: "10.200.0.3".into(),
+            port: 22,
+            rank: 0,
+        };
+        assert!(p.try_lease("lab", &p.pools[0].hosts[1], &lease).unwrap());
+        assert_eq!(
+            p.pools_summary(),
+            vec![PoolSummary {
+                pool: "lab".into(),
+                hosts: 2,
+                free_hosts: 1,
+                capacity: Some(cap),
+            }]
+        );
     }
 
     #[test]

@@ -227,6 +227,23 @@ fn gpus_on_the_hosts_are_detected_offered_and_given_to_jobs() {
         out.contains("one cvd=0") || out.contains("one cvd=1"),
         "{out}\n{err}"
     );
+    // show-gpus lists the pool's GPUs; the cluster holds both hosts.
+    let gpus_row = |args: &[&str]| {
+        let o = sky(&home, dir, args);
+        let (out, err) = text(&o);
+        assert_eq!(code(&o), 0, "{args:?}:\n{out}\n{err}");
+        assert!(out.contains("SSH Node Pool: lab"), "{out}");
+        out.lines()
+            .find(|l| l.trim_start().starts_with("H100"))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|| panic!("no H100 row:\n{out}"))
+    };
+    assert_eq!(
+        gpus_row(&["show-gpus", "--infra", "ssh/lab"]),
+        "H100 1, 2 0 of 4 free"
+    );
+    let o = sky(&home, dir, &["show-gpus", "--infra", "ssh", "A100"]);
+    assert_eq!(code(&o), 4, "{}", text(&o).0);
     // More GPUs than a host has, or another kind, cannot be placed on the pool.
     for gpus in ["H100:4", "A100:1"] {
         let o = sky(
@@ -243,6 +260,10 @@ fn gpus_on_the_hosts_are_detected_offered_and_given_to_jobs() {
     let (out, err) = text(&o);
     assert_eq!(code(&o), 0, "down failed:\n{out}\n{err}");
     wait_clean(&hosts);
+    assert_eq!(
+        gpus_row(&["show-gpus", "--infra", "ssh", "H100"]),
+        "H100 1, 2 4 of 4 free"
+    );
 
     // `sky check` logs in to every host: a host cut off disables the cloud, named.
     hosts.set_link(1, false);
