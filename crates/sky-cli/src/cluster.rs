@@ -370,7 +370,15 @@ pub fn launch(env: &HostEnv, args: &crate::LaunchArgs, command_line: String) -> 
         .clone()
         .unwrap_or_else(|| crate::launch::generated_cluster_name(env));
     block_on(async {
-        detect_ssh_pools(env).await;
+        // Only when the task may land on a pool (a dead host costs a connect timeout).
+        if task
+            .resources
+            .candidates()
+            .iter()
+            .any(|r| r.cloud.as_deref().is_none_or(|c| c == "ssh"))
+        {
+            detect_ssh_pools(env).await;
+        }
         let backend = backend_or_exit!(env);
         let problems = sky_optimizer::validate_task(backend.catalog(), &task);
         if !problems.is_empty() {
