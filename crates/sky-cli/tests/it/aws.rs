@@ -152,15 +152,9 @@ fn ec2_home(hosts: &NetnsHosts, moto: &Moto) -> (Home, String) {
          ec2.create_subnet(VpcId=vpc, CidrBlock='{block}', AvailabilityZone='us-east-1a')\n\
          print([z['ZoneId'] for z in ec2.describe_availability_zones()['AvailabilityZones'] if z['ZoneName'] == 'us-east-1a'][0])"
     ));
-    let ami = moto.python("print(ec2.describe_images(Owners=['amazon'])['Images'][0]['ImageId'])");
-    let home = Home::new(&[]);
-    home.write(
-        ".aws/credentials",
-        "[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
-    );
-    home.write(
-        ".sky/config.yaml",
-        &format!("allowed_clouds: [aws]\naws:\n  use_internal_ips: true\n  vpc_name: {vpc_name}\n  ssh_user: sky\n  image_id: {ami}\n"),
+    let home = aws_home(
+        moto,
+        &format!("  use_internal_ips: true\n  vpc_name: {vpc_name}\n  ssh_user: sky\n"),
     );
     // The hosts trust the key their harness made: it becomes the project key.
     let keys = home.dir.path().join(".sky/keys");
@@ -172,6 +166,22 @@ fn ec2_home(hosts: &NetnsHosts, moto: &Moto) -> (Home, String) {
     )
     .unwrap();
     (home, zone_id)
+}
+
+/// A HOME with AWS credentials and a config allowing only AWS, launching one of moto's AMIs,
+/// with `aws_extra` (indented `aws:` keys) added.
+fn aws_home(moto: &Moto, aws_extra: &str) -> Home {
+    let ami = moto.python("print(ec2.describe_images(Owners=['amazon'])['Images'][0]['ImageId'])");
+    let home = Home::new(&[]);
+    home.write(
+        ".aws/credentials",
+        "[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+    );
+    home.write(
+        ".sky/config.yaml",
+        &format!("allowed_clouds: [aws]\naws:\n  image_id: {ami}\n{aws_extra}"),
+    );
+    home
 }
 
 /// `(state, count)` of the EC2 instances of one cluster (named `<cluster>-<hash>` on the
@@ -482,16 +492,7 @@ fn autostop_is_refused_where_the_head_cannot_stop_itself() {
 #[test]
 fn a_killed_launch_leaks_no_instance_group_or_key() {
     let Some(moto) = Moto::up() else { return };
-    let ami = moto.python("print(ec2.describe_images(Owners=['amazon'])['Images'][0]['ImageId'])");
-    let home = Home::new(&[]);
-    home.write(
-        ".aws/credentials",
-        "[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
-    );
-    home.write(
-        ".sky/config.yaml",
-        &format!("allowed_clouds: [aws]\naws:\n  image_id: {ami}\n"),
-    );
+    let home = aws_home(&moto, "");
     let dir = home.dir.path();
     let mut recorded = 0;
     // The last launch is not killed: it gives up at the SSH stage on its own.
