@@ -97,14 +97,22 @@ pub fn providers(
             registry.register(Arc::new(sky_cloud_aws::AwsProvider::new(aws_cfg, opts)));
         }
     }
-    // SSH node pools when ~/.sky/ssh_node_pools.yaml exists and `allowed_clouds` allows it.
-    if allowed(config, "ssh")
-        && let Some(ssh) = sky_cloud_ssh::SshProvider::from_sky_dir(&env.sky_dir(), &env.home)
-            .map_err(|e| e.to_string())?
-    {
+    if let Some(ssh) = ssh_pools(env, config)? {
         registry.register(Arc::new(ssh));
     }
     Ok(registry)
+}
+
+/// The SSH node pools cloud, when `~/.sky/ssh_node_pools.yaml` exists and `allowed_clouds`
+/// allows it; an unreadable or invalid pools file is an error.
+pub fn ssh_pools(
+    env: &HostEnv,
+    config: &sky_spec::sky_config::SkyConfig,
+) -> Result<Option<sky_cloud_ssh::SshProvider>, String> {
+    if !allowed(config, "ssh") {
+        return Ok(None);
+    }
+    sky_cloud_ssh::SshProvider::from_sky_dir(&env.sky_dir(), &env.home).map_err(|e| e.to_string())
 }
 
 /// Whether `allowed_clouds` in the user's config (absent: every cloud) allows `cloud`.
@@ -461,9 +469,7 @@ async fn detect_ssh_pools(env: &HostEnv) {
     let Ok(config) = crate::clouds::load_config(env) else {
         return;
     };
-    if allowed(&config, "ssh")
-        && let Ok(Some(ssh)) = sky_cloud_ssh::SshProvider::from_sky_dir(&env.sky_dir(), &env.home)
-    {
+    if let Ok(Some(ssh)) = ssh_pools(env, &config) {
         ssh.detect_capacity(true).await;
     }
 }

@@ -131,7 +131,8 @@ pub fn run(env: &HostEnv, args: &GpusArgs) -> i32 {
         print_offers(&offers);
     }
     if infra.is_none()
-        && let Some(ssh) = ssh_provider(env)
+        && let Ok(config) = clouds::load_config(env)
+        && let Ok(Some(ssh)) = crate::cluster::ssh_pools(env, &config)
     {
         println!();
         print_pools(&ssh.pools_summary(), name.as_deref());
@@ -139,33 +140,26 @@ pub fn run(env: &HostEnv, args: &GpusArgs) -> i32 {
     exit::OK
 }
 
-/// The SSH node pools cloud, when `~/.sky/ssh_node_pools.yaml` exists and `allowed_clouds`
-/// allows it.
-fn ssh_provider(env: &HostEnv) -> Option<sky_cloud_ssh::SshProvider> {
-    let config = clouds::load_config(env).ok()?;
-    if config
-        .allowed_clouds
-        .as_ref()
-        .is_some_and(|a| !a.iter().any(|c| c == "ssh"))
-    {
-        return None;
-    }
-    sky_cloud_ssh::SshProvider::from_sky_dir(&env.sky_dir(), &env.home)
-        .ok()
-        .flatten()
-}
-
 /// `sky show-gpus --infra ssh[/POOL] [GPU]`: each pool's GPUs as detected on its hosts
 /// (pools not detected yet are probed first), and how many are free.
 fn ssh_pools(env: &HostEnv, pool: Option<&str>, accelerator: Option<&str>) -> i32 {
-    let Some(ssh) = ssh_provider(env) else {
-        eprintln!(
-            "--infra ssh: no SSH node pools; list your machines in {} (see `sky check ssh`)",
-            env.sky_dir().join(sky_cloud_ssh::POOLS_FILE).display()
-        );
-        return exit::INVALID_INPUT;
+    let found = clouds::load_config(env).and_then(|c| crate::cluster::ssh_pools(env, &c));
+    let ssh = match found {
+        Ok(Some(ssh)) => ssh,
+        Ok(None) => {
+            eprintln!(
+                "--infra ssh: no SSH node pools; list your machines in {} (see `sky check ssh`)",
+                env.sky_dir().join(sky_cloud_ssh::POOLS_FILE).display()
+            );
+            return exit::INVALID_INPUT;
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return exit::INVALID_INPUT;
+        }
     };
-    let failures = crate::cluster::block_on(async {
+    // 1 when some host did not answer (its pool stays undetected).
+    let undetected = crate::cluster::block_on(async {
         let failures = ssh.detect_capacity(true).await;
         for e in &failures {
             eprintln!("warning: {}", e.message);
@@ -188,7 +182,7 @@ fn ssh_pools(env: &HostEnv, pool: Option<&str>, accelerator: Option<&str>) -> i3
     if print_pools(&pools, name) == 0 && name.is_some() {
         return exit::NO_RESOURCES;
     }
-    if failures != 0 {
+    if undetected != 0 {
         eprintln!(
             "Pools whose hosts did not all answer are not detected yet; `sky check ssh` tells more."
         );
