@@ -568,21 +568,9 @@ impl CloudProvider for SshProvider {
     }
 
     /// Logs in to every host of every pool and detects its capacity (see
-    /// [`SshProvider::detect_capacity`]); the first host that failed is the error, every
-    /// failed host is named in its message.
+    /// [`SshProvider::detect_capacity`]); every host that failed is named in the error.
     async fn check_credentials(&self) -> Result<(), ProvisionError> {
-        let failures = self.detect_capacity(false).await;
-        match failures.first() {
-            None => Ok(()),
-            Some(first) => Err(ProvisionError {
-                message: failures
-                    .iter()
-                    .map(|e| e.message.clone())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-                ..first.clone()
-            }),
-        }
+        combined(&self.detect_capacity(false).await).map_or(Ok(()), Err)
     }
 
     async fn run_instances(&self, req: &ProvisionRequest) -> Result<ClusterHandle, ProvisionError> {
@@ -674,17 +662,8 @@ impl CloudProvider for SshProvider {
                 Err(e) => failures.push(e),
             }
         }
-        if let Some(first) = failures.first() {
-            let auth = failures
-                .iter()
-                .find(|e| e.kind == ProvisionErrorKind::InvalidConfig);
-            let base = auth.unwrap_or(first).clone();
-            let message = failures
-                .iter()
-                .map(|e| e.message.clone())
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(ProvisionError { message, ..base });
+        if let Some(e) = combined(&failures) {
+            return Err(e);
         }
         // The pool's capacity is its smallest host's: only a probe of all of them may
         // refresh it (a few leased hosts may have more than the others).
@@ -797,6 +776,23 @@ impl CloudProvider for SshProvider {
             h.cluster_name_on_cloud.clone(),
         )))
     }
+}
+
+/// Hosts' failures as one error naming every host: a refused login (`InvalidConfig`, which
+/// stops failover) wins over an unreachable host; `None` when there is none.
+fn combined(failures: &[ProvisionError]) -> Option<ProvisionError> {
+    let first = failures.first()?;
+    let base = failures
+        .iter()
+        .find(|e| e.kind == ProvisionErrorKind::InvalidConfig)
+        .unwrap_or(first)
+        .clone();
+    let message = failures
+        .iter()
+        .map(|e| e.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    Some(ProvisionError { message, ..base })
 }
 
 fn min_capacity(caps: &[HostCapacity]) -> Option<HostCapacity> {
