@@ -204,6 +204,74 @@ fn collapse(
     }
 }
 
+/// Parses one `--env` / `--secret` argument (`flag` names it in messages): `KEY=VALUE`, or
+/// `KEY` alone, whose value `lookup` finds (the CLI passes the local environment). The key
+/// must match `[A-Za-z_][A-Za-z0-9_]*` and the value may not hold a NUL byte. Messages name the
+/// key, never the value (a secret's value stays out of errors).
+pub fn parse_env_arg(
+    flag: &str,
+    raw: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<(String, String), Diagnostic> {
+    let (key, value) = match raw.split_once('=') {
+        Some((k, v)) => (k, v.to_string()),
+        None => {
+            if let Some(d) = check_env_key(flag, raw) {
+                return Err(d);
+            }
+            match lookup(raw) {
+                Some(v) => (raw, v),
+                None => {
+                    return Err(Diagnostic {
+                        path: flag.to_string(),
+                        message: format!(
+                            "{raw} is not set in the local environment; pass {flag} {raw}=VALUE or export {raw}"
+                        ),
+                        line_col: None,
+                    });
+                }
+            }
+        }
+    };
+    match check_env_pair(flag, key, &value) {
+        Some(d) => Err(d),
+        None => Ok((key.to_string(), value)),
+    }
+}
+
+/// A problem with an environment variable name given with `flag`, if any.
+fn check_env_key(flag: &str, key: &str) -> Option<Diagnostic> {
+    if is_env_key(key) {
+        return None;
+    }
+    let what = if key.is_empty() {
+        "the variable name is empty".to_string()
+    } else {
+        format!("invalid environment variable name {key:?}")
+    };
+    Some(Diagnostic {
+        path: flag.to_string(),
+        message: format!(
+            "{what}; names must match `[A-Za-z_][A-Za-z0-9_]*` (a letter or `_`, then letters, digits or `_`); write {flag} NAME=VALUE, e.g. {flag} MY_VAR=1"
+        ),
+        line_col: None,
+    })
+}
+
+/// A problem with a `flag` `key=value` pair (bad key, NUL byte in the value), if any.
+pub(crate) fn check_env_pair(flag: &str, key: &str, value: &str) -> Option<Diagnostic> {
+    if let Some(d) = check_env_key(flag, key) {
+        return Some(d);
+    }
+    value.contains('\0').then(|| Diagnostic {
+        path: flag.to_string(),
+        message: format!(
+            "the value of `{key}` contains a NUL byte, which an environment variable cannot hold; remove it"
+        ),
+        line_col: None,
+    })
+}
+
 /// Parses a dotenv file: `K=V` lines, `export K=V`, `#` comments, single or double quotes.
 pub fn parse_env_file(text: &str) -> Result<IndexMap<String, String>, Diagnostics> {
     let mut out = IndexMap::new();
@@ -301,6 +369,15 @@ pub fn parse_env_file(text: &str) -> Result<IndexMap<String, String>, Diagnostic
             };
             v.trim().to_string()
         };
+        if value.contains('\0') {
+            err(
+                &mut diags,
+                format!(
+                    "the value of `{key}` contains a NUL byte, which an environment variable cannot hold; remove it"
+                ),
+            );
+            continue;
+        }
         out.insert(key.to_string(), value);
     }
     if diags.is_empty() {

@@ -5,6 +5,10 @@
 //! overrides and `${VAR}` substitution; dumps a task back to YAML; and describes the format as a
 //! JSON Schema. Used by the optimizer, the launcher and the CLI.
 //!
+//! Every YAML text is loaded through [`load_yaml`], which refuses oversized texts, alias bombs
+//! and deep nesting. [`names`] checks the names users give clusters, jobs, services and
+//! buckets.
+//!
 //! Invariant: this crate does no IO beyond reading the bytes it is given: no files, no
 //! environment, no clock, no network, no processes. Catalog-dependent checks (unknown
 //! accelerator names, zones outside a region) live in `sky-optimizer`.
@@ -13,18 +17,21 @@ mod cli;
 mod clouds;
 mod emit;
 pub mod model;
+pub mod names;
 mod parse;
 mod resources;
 mod schema;
 pub mod sky_config;
 pub mod ssh_pools;
 mod util;
+pub mod yaml_load;
 
 use indexmap::IndexMap;
 
-pub use cli::{TaskOverrides, apply_overrides, parse_env_file, task_from_command};
+pub use cli::{TaskOverrides, apply_overrides, parse_env_arg, parse_env_file, task_from_command};
 pub use clouds::{CLOUDS, canonical_cloud};
 pub use model::*;
+pub use yaml_load::{MAX_YAML_BYTES, YamlLoadError, load_yaml};
 
 /// Values given on the command line that the task loader merges before substitution.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -1,8 +1,8 @@
 //! Task files: documents, top-level fields, envs and secrets, file mounts, service.
 
 use indexmap::IndexMap;
+use yaml_rust2::Yaml;
 use yaml_rust2::yaml::Hash;
-use yaml_rust2::{Yaml, YamlLoader};
 
 use crate::model::*;
 use crate::resources::parse_resources;
@@ -67,43 +67,9 @@ pub(crate) const LB_POLICIES: &[&str] = &["round_robin", "least_load", "instance
 
 /// Parses a whole task file.
 pub(crate) fn parse_task_file(text: &str, opts: &ParseOptions) -> Result<TaskFile, Diagnostics> {
-    // yaml-rust2 recurses on block nesting: refuse absurd indentation before loading.
-    if let Some(line) = text.lines().position(|l| {
-        l.chars()
-            .take_while(|c| matches!(c, ' ' | '-' | '?' | ':'))
-            .count()
-            > MAX_INDENT
-    }) {
-        return Err(Diagnostics(vec![Diagnostic {
-            path: "$".into(),
-            message: format!(
-                "line {} is indented or nested more than {MAX_INDENT} columns deep; task files are never that deep",
-                line + 1
-            ),
-            line_col: Some((line + 1, 1)),
-        }]));
-    }
-    let docs = match YamlLoader::load_from_str(text) {
-        Ok(d) => d,
-        Err(e) => {
-            let m = e.marker();
-            return Err(Diagnostics(vec![Diagnostic {
-                path: "$".into(),
-                message: format!("invalid YAML: {}", e.info()),
-                line_col: Some((m.line(), m.col() + 1)),
-            }]));
-        }
-    };
-    if docs.iter().any(|d| too_deep(d, MAX_DOC_DEPTH)) {
-        dismantle(docs);
-        return Err(Diagnostics(vec![Diagnostic {
-            path: "$".into(),
-            message: format!(
-                "the document nests more than {MAX_DOC_DEPTH} levels deep; task files are never that deep"
-            ),
-            line_col: None,
-        }]));
-    }
+    // Bounded: refuses huge texts, alias bombs and deep nesting before building them.
+    let docs =
+        crate::yaml_load::load_yaml(text).map_err(|e| Diagnostics(vec![e.to_diagnostic()]))?;
     let docs: Vec<(usize, Yaml)> = docs
         .into_iter()
         .enumerate()
@@ -136,50 +102,6 @@ pub(crate) fn parse_task_file(text: &str, opts: &ParseOptions) -> Result<TaskFil
         Ok(result)
     } else {
         Err(Diagnostics(dedup(all)))
-    }
-}
-
-/// Widest block indentation (plus compact `- ` indicators) accepted before loading.
-const MAX_INDENT: usize = 256;
-
-/// Deepest nesting accepted in a document (the walker, `Clone` and `Drop` recurse).
-const MAX_DOC_DEPTH: usize = 200;
-
-/// Whether `y` nests deeper than `max` (checked without recursion).
-fn too_deep(y: &Yaml, max: usize) -> bool {
-    let mut stack = vec![(y, 0usize)];
-    while let Some((y, d)) = stack.pop() {
-        if d > max {
-            return true;
-        }
-        match y {
-            Yaml::Array(a) => stack.extend(a.iter().map(|c| (c, d + 1))),
-            Yaml::Hash(h) => {
-                for (k, v) in h {
-                    stack.push((k, d + 1));
-                    stack.push((v, d + 1));
-                }
-            }
-            _ => {}
-        }
-    }
-    false
-}
-
-/// Drops a (possibly very deep) tree without recursion.
-fn dismantle(docs: Vec<Yaml>) {
-    let mut stack = docs;
-    while let Some(y) = stack.pop() {
-        match y {
-            Yaml::Array(a) => stack.extend(a),
-            Yaml::Hash(h) => {
-                for (k, v) in h {
-                    stack.push(k);
-                    stack.push(v);
-                }
-            }
-            _ => {}
-        }
     }
 }
 
@@ -269,10 +191,22 @@ fn parse_envs(ctx: &mut Ctx, y: &Yaml, path: &str) -> IndexMap<String, Option<St
             continue;
         }
         if let Ok(val) = stringify(ctx, v, &p) {
+            if val.as_deref().is_some_and(has_nul) {
+                ctx.err(&p, NUL_VALUE);
+                continue;
+            }
             out.insert(k, val);
         }
     }
     out
+}
+
+/// Refused in env and secret values: a process environment cannot hold it.
+const NUL_VALUE: &str =
+    "the value contains a NUL byte (`\\0`), which an environment variable cannot hold; remove it";
+
+fn has_nul(s: &str) -> bool {
+    s.contains('\0')
 }
 
 fn is_secret_ref(k: &str) -> bool {
@@ -314,6 +248,10 @@ fn parse_secrets(
                     continue;
                 }
                 if let Ok(val) = stringify(ctx, v, &p) {
+                    if val.as_deref().is_some_and(has_nul) {
+                        ctx.err(&p, NUL_VALUE);
+                        continue;
+                    }
                     inline.insert(k, val);
                 }
             }
@@ -357,12 +295,20 @@ pub(crate) fn parse_task(ctx: &mut Ctx, doc: &Yaml, path: &str, opts: &ParseOpti
         .map(|y| parse_envs(ctx, y, &p("envs")))
         .unwrap_or_default();
     for (k, v) in &opts.env_overrides {
+        if let Some(d) = crate::cli::check_env_pair("--env", k, v) {
+            ctx.diags.push(d);
+            continue;
+        }
         envs.insert(k.clone(), Some(v.clone()));
     }
     let (mut secrets, refs) = get(h, "secrets")
         .map(|y| parse_secrets(ctx, y, &p("secrets")))
         .unwrap_or_default();
     for (k, v) in &opts.secret_overrides {
+        if let Some(d) = crate::cli::check_env_pair("--secret", k, v) {
+            ctx.diags.push(d);
+            continue;
+        }
         secrets.insert(k.clone(), Some(v.clone()));
     }
     t.secret_refs = refs;
@@ -476,6 +422,13 @@ pub(crate) fn parse_task(ctx: &mut Ctx, doc: &Yaml, path: &str, opts: &ParseOpti
 
 fn parse_workdir(ctx: &mut Ctx, y: &Yaml, path: &str) -> Option<Workdir> {
     match y {
+        Yaml::String(s) if has_nul(s) => {
+            ctx.err(
+                path,
+                "the workdir path contains a NUL byte (`\\0`), which no path can hold; remove it",
+            );
+            None
+        }
         Yaml::String(s) => Some(Workdir::Path(s.clone())),
         Yaml::Hash(h) => {
             check_keys(ctx, h, path, &["url", "ref"]);
@@ -553,6 +506,10 @@ fn parse_file_mounts(ctx: &mut Ctx, y: &Yaml, path: &str) -> IndexMap<String, Fi
             ctx.err(&p, format!("file mount destination {dst:?} is a cloud storage URI; destinations must be paths on the cluster (e.g. `/data`)"));
             continue;
         }
+        if let Some(why) = bad_destination(&dst) {
+            ctx.err(&p, why);
+            continue;
+        }
         match v {
             Yaml::String(s) => {
                 if s.trim().is_empty() {
@@ -570,6 +527,62 @@ fn parse_file_mounts(ctx: &mut Ctx, y: &Yaml, path: &str) -> IndexMap<String, Fi
         }
     }
     out
+}
+
+/// The directories under the node's home that sky itself uses: `~/.sky` (the agent, its
+/// token, keys, state), `~/sky_logs` (job logs) and `~/sky_workdir` (the synced workdir).
+const RESERVED_HOME_DIRS: &[(&str, &str)] = &[
+    (
+        ".sky",
+        "sky's own directory on every node (the agent, its token and state)",
+    ),
+    ("sky_logs", "where sky writes job logs"),
+    (
+        "sky_workdir",
+        "where the task's `workdir` is synced; put the files in the workdir instead",
+    ),
+];
+
+/// Why a file mount destination is refused: empty, relative, with a `..` component, the home
+/// directory itself, or inside a directory sky uses on the node. Absolute paths that reach
+/// those directories (`/home/user/.sky`) cannot be known here.
+fn bad_destination(dst: &str) -> Option<String> {
+    let fix = "write an absolute path or one under the home directory, e.g. `/data` or `~/data`";
+    if dst.trim().is_empty() {
+        return Some(format!("the file mount destination is empty; {fix}"));
+    }
+    if has_nul(dst) {
+        return Some(format!(
+            "file mount destination {dst:?} contains a NUL byte, which no path can hold; {fix}"
+        ));
+    }
+    let parts: Vec<&str> = dst
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    if parts.contains(&"..") {
+        return Some(format!(
+            "file mount destination {dst:?} has a `..` component; write the path without `..`, e.g. `/data` or `~/data`"
+        ));
+    }
+    if dst.starts_with('/') {
+        return None;
+    }
+    if dst != "~" && !dst.starts_with("~/") {
+        return Some(format!(
+            "file mount destination {dst:?} is a relative path; {fix}"
+        ));
+    }
+    match parts.get(1) {
+        None => Some(format!(
+            "file mount destination {dst:?} is the home directory itself, which holds sky's `~/.sky`; mount into a directory under it, e.g. `~/data`"
+        )),
+        Some(first) => RESERVED_HOME_DIRS.iter().find(|(d, _)| d == first).map(|(d, what)| {
+            format!(
+                "file mount destination {dst:?} is inside `~/{d}`, {what}; mount somewhere else, e.g. `~/data`"
+            )
+        }),
+    }
 }
 
 fn parse_storage(ctx: &mut Ctx, h: &Hash, path: &str) -> Option<StorageSpec> {

@@ -1050,7 +1050,7 @@ mod tests {
     use super::*;
 
     fn res(src: &str) -> (ResourceChoice, Vec<crate::Diagnostic>) {
-        let docs = yaml_rust2::YamlLoader::load_from_str(src).unwrap_or_default();
+        let docs = crate::yaml_load::load_yaml(src).unwrap_or_default();
         match docs.first() {
             Some(Yaml::Hash(h)) => parse_hash_for_test(h),
             _ => panic!("bad test yaml"),

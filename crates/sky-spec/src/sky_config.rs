@@ -3,7 +3,7 @@
 //! Parsed from bytes given by the caller (the CLI finds the file). Unknown keys are kept
 //! unread: SkyPilot's config has many sections that later issues consume.
 
-use yaml_rust2::{Yaml, YamlLoader};
+use yaml_rust2::Yaml;
 
 use crate::{Diagnostic, Diagnostics};
 
@@ -20,13 +20,8 @@ pub struct SkyConfig {
 
 /// Parses the text of `~/.sky/config.yaml`. An empty file is an empty config.
 pub fn parse_sky_config(text: &str) -> Result<SkyConfig, Diagnostics> {
-    let docs = YamlLoader::load_from_str(text).map_err(|e| {
-        Diagnostics(vec![Diagnostic {
-            path: "$".into(),
-            message: format!("invalid YAML: {}", e.info()),
-            line_col: Some((e.marker().line(), e.marker().col() + 1)),
-        }])
-    })?;
+    let docs =
+        crate::yaml_load::load_yaml(text).map_err(|e| Diagnostics(vec![e.to_diagnostic()]))?;
     let Some(doc) = docs.into_iter().next() else {
         return Ok(SkyConfig {
             raw: serde_json::Value::Null,

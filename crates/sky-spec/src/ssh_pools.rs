@@ -15,7 +15,7 @@
 //! `strict_host_key_checking` (`yes`, `no`, `accept-new`). Parsed from bytes given by the
 //! caller; every problem is reported with its path.
 
-use yaml_rust2::{Yaml, YamlLoader};
+use yaml_rust2::Yaml;
 
 use crate::{Diagnostic, Diagnostics};
 
@@ -39,13 +39,8 @@ pub struct SshPool {
 
 /// Parses the text of `ssh_node_pools.yaml`, pools in file order. An empty file has no pools.
 pub fn parse_ssh_node_pools(text: &str) -> Result<Vec<SshPool>, Diagnostics> {
-    let docs = YamlLoader::load_from_str(text).map_err(|e| {
-        Diagnostics(vec![Diagnostic {
-            path: "$".into(),
-            message: format!("invalid YAML: {}", e.info()),
-            line_col: Some((e.marker().line(), e.marker().col() + 1)),
-        }])
-    })?;
+    let docs =
+        crate::yaml_load::load_yaml(text).map_err(|e| Diagnostics(vec![e.to_diagnostic()]))?;
     let mut problems = Vec::new();
     let mut pools = Vec::new();
     let doc = docs.into_iter().next().unwrap_or(Yaml::Null);

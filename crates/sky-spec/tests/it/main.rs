@@ -1,7 +1,12 @@
-//! sky-spec integration tests: the shared example files, the invalid files, and proptests
-//! (no panic on any input; parse -> dump -> parse round trip).
+//! sky-spec integration tests: the shared example files, the invalid files, proptests (no panic
+//! on any input; parse -> dump -> parse round trip), and the hardening: bounded YAML loading,
+//! env keys and values, file mount destinations, fuzzing.
 
+mod bounds;
+mod envs;
 mod examples;
+mod fuzz;
+mod mounts;
 mod props;
 
 use sky_spec::{Diagnostics, ParseOptions, TaskFile, parse_task_file};
