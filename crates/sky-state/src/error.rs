@@ -12,6 +12,9 @@ pub enum ErrorKind {
     InvalidUrl,
     /// The database itself failed: IO, locking, connection, a corrupt row, a schema too new.
     Backend,
+    /// The SQLite file is not a database, or a damaged one (garbage bytes, truncated): the
+    /// message names the file and says to move it aside.
+    Damaged,
 }
 
 /// Errors from [`crate::StateDb`]. Messages read well after "failed to ...".
@@ -67,6 +70,17 @@ pub enum Error {
         /// The newest version this build knows.
         supported: i64,
     },
+    /// See [`ErrorKind::Damaged`].
+    #[error(
+        "the state database {} is damaged ({detail}): move it aside (`mv {} {}.damaged`, and its -wal and -shm files if any); sky then starts a fresh one and finds local clusters from their own records",
+        path.display(), path.display(), path.display()
+    )]
+    Damaged {
+        /// The SQLite file.
+        path: std::path::PathBuf,
+        /// What SQLite said, e.g. "file is not a database".
+        detail: String,
+    },
     /// Creating the database's parent directory failed.
     #[error("create state database directory {path:?}: {source}")]
     Io {
@@ -85,6 +99,7 @@ impl Error {
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Conflict { .. } => ErrorKind::Conflict,
             Error::InvalidUrl { .. } => ErrorKind::InvalidUrl,
+            Error::Damaged { .. } => ErrorKind::Damaged,
             Error::Backend { .. }
             | Error::Corrupt { .. }
             | Error::SchemaTooNew { .. }
@@ -97,7 +112,31 @@ impl Error {
             name: name.to_owned(),
         }
     }
+
+    /// This error as [`Error::Damaged`] when SQLite said the file at `path` is not a database
+    /// or is damaged (SQLITE_NOTADB, SQLITE_CORRUPT and their extended codes).
+    pub(crate) fn damaged_at(self, path: &std::path::Path) -> Self {
+        let detail = match &self {
+            Error::Backend { source, .. } => source.as_database_error().and_then(|d| {
+                let code = d.code()?.parse::<i32>().ok()?;
+                matches!(code & 0xff, SQLITE_CORRUPT | SQLITE_NOTADB)
+                    .then(|| d.message().to_owned())
+            }),
+            _ => None,
+        };
+        match detail {
+            Some(detail) => Error::Damaged {
+                path: path.to_owned(),
+                detail,
+            },
+            None => self,
+        }
+    }
 }
+
+/// SQLite's primary result codes for a damaged file and for a file that is no database.
+const SQLITE_CORRUPT: i32 = 11;
+const SQLITE_NOTADB: i32 = 26;
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

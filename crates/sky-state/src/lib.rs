@@ -20,7 +20,7 @@ pub mod testing;
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -205,7 +205,9 @@ enum Inner {
 macro_rules! dispatch {
     ($self:ident, $op:ident ( $($arg:expr),* )) => {
         match &$self.inner {
-            Inner::Sqlite(p) => ops::sqlite::$op(p $(, $arg)*).await,
+            Inner::Sqlite(p) => ops::sqlite::$op(p $(, $arg)*)
+                .await
+                .map_err(|e| $self.damaged(e)),
             Inner::Postgres(p) => ops::postgres::$op(p $(, $arg)*).await,
         }
     };
@@ -215,6 +217,8 @@ macro_rules! dispatch {
 #[derive(Debug, Clone)]
 pub struct StateDb {
     inner: Inner,
+    /// The SQLite file (None in memory and on PostgreSQL), named by [`ErrorKind::Damaged`].
+    sqlite_path: Option<PathBuf>,
 }
 
 impl StateDb {
@@ -240,7 +244,45 @@ impl StateDb {
         }
     }
 
+    /// A private, empty database in this process's memory (migrated, gone when the handle
+    /// is dropped): for commands that must work without the file, e.g. `sky down` when the
+    /// file is damaged.
+    pub async fn open_in_memory() -> Result<StateDb> {
+        let opts = SqliteConnectOptions::new()
+            .in_memory(true)
+            .foreign_keys(true);
+        // One connection that never closes: each in-memory connection is its own database.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(SQLITE_BUSY_TIMEOUT * 2)
+            .connect_with(opts)
+            .await
+            .ctx("open an in-memory state database")?;
+        migrate_sqlite(&pool).await?;
+        Ok(StateDb {
+            inner: Inner::Sqlite(pool),
+            sqlite_path: None,
+        })
+    }
+
+    /// [`Error::Damaged`] for what SQLite says about a damaged file.
+    fn damaged(&self, e: Error) -> Error {
+        match &self.sqlite_path {
+            Some(path) => e.damaged_at(path),
+            None => e,
+        }
+    }
+
     async fn open_sqlite(url: &str, path: &Path) -> Result<StateDb> {
+        Self::open_sqlite_file(url, path)
+            .await
+            .map_err(|e| e.damaged_at(path))
+    }
+
+    async fn open_sqlite_file(url: &str, path: &Path) -> Result<StateDb> {
         if !path.is_absolute() {
             return Err(Error::InvalidUrl {
                 url: url.to_owned(),
@@ -295,6 +337,7 @@ impl StateDb {
         }
         Ok(StateDb {
             inner: Inner::Sqlite(pool),
+            sqlite_path: Some(path.to_owned()),
         })
     }
 
@@ -321,6 +364,7 @@ impl StateDb {
         }
         Ok(StateDb {
             inner: Inner::Postgres(pool),
+            sqlite_path: None,
         })
     }
 

@@ -1,6 +1,7 @@
 //! Integration tests for sky-state: every test in `suite` runs against SQLite and, when the
 //! server binaries are installed, against a throwaway PostgreSQL (see `src/testing.rs`).
 
+mod damaged;
 #[path = "../../src/testing.rs"]
 mod pg;
 mod suite;
