@@ -78,12 +78,12 @@ impl Token {
         })
     }
 
-    /// Writes the token to `path`, readable by its owner only.
+    /// Writes the token to `path`, readable by its owner only (a directory it creates too).
     pub fn save(&self, path: &Path) -> Result<(), AgentError> {
         use std::os::unix::fs::OpenOptionsExt;
         let ctx = || format!("write the cluster token {}", path.display());
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| AgentError::io(ctx(), e))?;
+            crate::store::create_private_dir_all(dir).map_err(|e| AgentError::io(ctx(), e))?;
         }
         let _ = std::fs::remove_file(path);
         let mut f = std::fs::OpenOptions::new()

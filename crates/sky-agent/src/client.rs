@@ -3,16 +3,19 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::BufReader;
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::protocol::{
-    JobRecord, JobSpec, JobStatus, Reply, Request, WaitFor, read_line, write_line,
+    JobRecord, JobSpec, JobStatus, Reply, Request, WaitFor, encode_request, read_line,
 };
 use crate::{AgentError, Token};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After a failed send, how long to wait for the agent's reply explaining the refusal.
+const REFUSAL_WAIT: Duration = Duration::from_secs(2);
 
 /// A handle on one agent. Cheap to clone; every call opens its own connection.
 #[derive(Clone, Debug)]
@@ -89,8 +92,11 @@ impl AgentClient {
         self.addr
     }
 
-    /// Sends one request and returns its reply lines.
+    /// Sends one request (the token line, then the request line) and returns its reply lines.
+    /// A request over the agent's limit is refused before connecting
+    /// ([`AgentError::RequestTooLarge`]).
     pub async fn request(&self, req: &Request) -> Result<ReplyStream, AgentError> {
+        let bytes = encode_request(&self.token, req)?;
         let ctx = || format!("connect to the agent at {}", self.addr);
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(self.addr))
             .await
@@ -98,23 +104,24 @@ impl AgentClient {
             .map_err(|e| AgentError::io(ctx(), e))?;
         let _ = stream.set_nodelay(true);
         let (r, mut w) = stream.into_split();
-        // The shape of [`Envelope`], borrowed.
-        #[derive(serde::Serialize)]
-        struct Line<'a> {
-            token: &'a str,
-            #[serde(flatten)]
-            request: &'a Request,
+        let mut reader = BufReader::new(r);
+        if let Err(e) = w.write_all(&bytes).await {
+            // The agent may have refused the request and closed before reading all of it; its
+            // reply says why.
+            if let Ok(Ok(Some(line))) =
+                tokio::time::timeout(REFUSAL_WAIT, read_line(&mut reader)).await
+                && let Ok(Reply::Error { message }) = serde_json::from_slice(&line)
+            {
+                return Err(AgentError::Remote(message));
+            }
+            return Err(AgentError::io(
+                format!("send a request to the agent at {}", self.addr),
+                e,
+            ));
         }
-        let line = Line {
-            token: self.token.expose(),
-            request: req,
-        };
-        write_line(&mut w, &line).await.map_err(|e| {
-            AgentError::io(format!("send a request to the agent at {}", self.addr), e)
-        })?;
         Ok(ReplyStream {
             addr: self.addr,
-            reader: BufReader::new(r),
+            reader,
             _writer: w,
         })
     }
@@ -141,7 +148,9 @@ impl AgentClient {
         }
     }
 
-    /// Queues a job; returns its id.
+    /// Queues a job; returns its id. A spec whose request would be over the agent's limit
+    /// ([`MAX_LINE_BYTES`](crate::protocol::MAX_LINE_BYTES)) is refused without contacting
+    /// the agent ([`AgentError::RequestTooLarge`]).
     pub async fn submit(&self, spec: &JobSpec) -> Result<u64, AgentError> {
         match self
             .request(&Request::Submit(spec.clone()))

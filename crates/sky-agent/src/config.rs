@@ -38,6 +38,12 @@ pub struct AgentConfig {
     /// Head only: how long the head of the queue may wait before later jobs may no longer
     /// jump ahead of it when that would delay it (`sky-sched`'s starvation guard; one hour).
     pub starvation_bound: Duration,
+    /// How long a new connection may take to send its complete token line
+    /// ([`PREAMBLE_TIMEOUT`](crate::protocol::PREAMBLE_TIMEOUT)).
+    pub preamble_timeout: Duration,
+    /// How many connections may be waiting for their token line at once; one more closes the
+    /// oldest ([`MAX_PENDING_CONNECTIONS`](crate::protocol::MAX_PENDING_CONNECTIONS)).
+    pub max_pending_connections: usize,
 }
 
 impl AgentConfig {
@@ -55,6 +61,8 @@ impl AgentConfig {
             autostop_minute: Duration::from_secs(60),
             kill_grace: Duration::from_secs(5),
             starvation_bound: Duration::from_secs_f64(sky_sched::DEFAULT_STARVATION_BOUND_S),
+            preamble_timeout: crate::protocol::PREAMBLE_TIMEOUT,
+            max_pending_connections: crate::protocol::MAX_PENDING_CONNECTIONS,
         }
     }
 

@@ -23,9 +23,32 @@ pub enum AgentError {
     /// The agent understood the request and refused it.
     #[error("{0}")]
     Remote(String),
+    /// The client refused to send a request over the agent's line limit
+    /// ([`MAX_LINE_BYTES`](crate::protocol::MAX_LINE_BYTES)); nothing was sent.
+    #[error("{}", too_large(op, *bytes, *limit))]
+    RequestTooLarge {
+        /// The request's `op` (`submit`, `exec`, ...).
+        op: &'static str,
+        /// The encoded request line's length.
+        bytes: u64,
+        limit: u64,
+    },
     /// `jobs.json` (or another state file) could not be parsed; move it away to start afresh.
     #[error("read agent state {path}: {message} (move the file away to start afresh)")]
     Store { path: PathBuf, message: String },
+}
+
+fn too_large(op: &str, bytes: u64, limit: u64) -> String {
+    let what = match op {
+        "submit" => "the job spec (its run/setup script and envs)",
+        "exec" => "one node's part of the job (its run/setup script and envs)",
+        _ => "the request",
+    };
+    format!(
+        "{what} is {:.1} MB, over the agent's limit of {} MiB per request; put the script in a file in the workdir and run that (e.g. `run: bash my_script.sh`)",
+        bytes as f64 / 1e6,
+        limit >> 20
+    )
 }
 
 impl AgentError {

@@ -1,7 +1,7 @@
 //! The head: job table, queue, per-job drivers, logs and autostop.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,7 +24,9 @@ use crate::protocol::{
     ExecSpec, JobRecord, JobSpec, JobStatus, Reply, Utf8Chunker, WaitFor, write_line,
 };
 use crate::sched;
-use crate::store::{JobStore, StoredJob, write_atomic};
+use crate::store::{
+    JobStore, StoredJob, create_private_dir_all, open_private_append, write_atomic,
+};
 use crate::{AgentError, clock};
 
 /// Where a rank runs.
@@ -230,8 +232,8 @@ impl Head {
         st.last_ts = micros;
         let ts = clock::log_timestamp(micros);
         let log_dir = self.node.home.join("sky_logs").join(format!("sky-{ts}"));
-        std::fs::create_dir_all(log_dir.join("tasks"))
-            .and_then(|()| File::create(log_dir.join("run.log")).map(drop))
+        create_private_dir_all(&log_dir.join("tasks"))
+            .and_then(|()| open_private_append(&log_dir.join("run.log")).map(drop))
             .map_err(|e| {
                 format!(
                     "failed to create the log directory {}: {e}",
@@ -337,7 +339,7 @@ impl Head {
         id: Option<u64>,
         follow: bool,
         tail: Option<usize>,
-        reader: &mut tokio::io::BufReader<OwnedReadHalf>,
+        reader: &mut OwnedReadHalf,
         writer: &mut OwnedWriteHalf,
     ) -> std::io::Result<()> {
         let id = match id.or_else(|| self.lock().store.jobs().last().map(|j| j.record.id)) {
@@ -883,7 +885,7 @@ struct LogWriter {
 
 impl LogWriter {
     fn open(phase: Phase, log_dir: &Path, ranks: &[RankPlan]) -> std::io::Result<Self> {
-        let append = |p: PathBuf| OpenOptions::new().create(true).append(true).open(p);
+        let append = |p: PathBuf| open_private_append(&p);
         let n = ranks.len();
         let mut shared = vec![append(log_dir.join("run.log"))?];
         let mut per_rank = Vec::with_capacity(n);
@@ -893,7 +895,7 @@ impl LogWriter {
                 per_rank.resize_with(n, || None);
             }
             Phase::Run => {
-                std::fs::create_dir_all(log_dir.join("tasks"))?;
+                create_private_dir_all(&log_dir.join("tasks"))?;
                 for rank in 0..n {
                     let name = if n == 1 {
                         "run.log".to_string()

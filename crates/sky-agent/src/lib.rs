@@ -3,10 +3,10 @@
 //! on every node of the job (its own ranks itself, the others through the worker agents), writes
 //! the logs under `~/sky_logs/sky-<timestamp>/`, and runs autostop. `sky-launch` and the CLI
 //! talk to it with [`AgentClient`] over newline-delimited JSON on TCP ([`protocol`]); the `sky
-//! agent` command runs [`serve`]; every request carries the cluster's [`Token`]. It must not
-//! depend on the launcher, the CLI, a cloud or the state database: everything it knows about
-//! its cluster comes from [`ClusterInfo`], and the only thing it does to the cluster itself is
-//! run the autostop hook the launcher gave it.
+//! agent` command runs [`serve`]; every connection starts with the cluster's [`Token`], checked
+//! before the agent reads the request. It must not depend on the launcher, the CLI, a cloud or
+//! the state database: everything it knows about its cluster comes from [`ClusterInfo`], and
+//! the only thing it does to the cluster itself is run the autostop hook the launcher gave it.
 //!
 //! Log layout of a job: `run.log` holds every rank's setup and run output (with more than one
 //! rank, each line is prefixed `(head, rank=0, pid=N) ` or `(worker1, rank=1, pid=N, ip=A) `,

@@ -5,12 +5,13 @@ use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, BufReader};
+use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
 use crate::proc::{self, ProcTable};
 use crate::protocol::{ExecSpec, Reply, Request, Utf8Chunker, write_line};
+use crate::store::{create_private_dir_all, open_private_append};
 use crate::{AgentClient, Token};
 
 /// What a running rank reports.
@@ -66,7 +67,7 @@ impl NodeCtx {
     pub(crate) async fn serve_exec(
         &self,
         spec: ExecSpec,
-        reader: &mut BufReader<OwnedReadHalf>,
+        reader: &mut OwnedReadHalf,
         writer: &mut OwnedWriteHalf,
     ) {
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -129,12 +130,8 @@ fn open_node_log(home: &Path, name: &str) -> Option<std::fs::File> {
         return None;
     }
     let path = home.join("sky_logs").join(rel);
-    std::fs::create_dir_all(path.parent()?).ok()?;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .ok()
+    create_private_dir_all(path.parent()?).ok()?;
+    open_private_append(&path).ok()
 }
 
 /// Runs one rank on the worker agent `agent`; returns its exit code (-1 when the agent cannot

@@ -1,24 +1,51 @@
-//! Wire protocol: newline-delimited JSON over TCP, one request per connection.
+//! Wire protocol (version 3): newline-delimited JSON over TCP, one request per connection.
 //!
-//! The client writes one [`Request`] line, with the cluster token beside the `op`
-//! (`{"token":"…","op":"ping"}`, see [`Envelope`]); a request without the right token gets one
-//! `error` line and nothing is done. The client must not half-close its write side (a worker
-//! reads EOF on an `Exec` connection as "the head is gone" and kills the process). The agent
-//! answers with one or more [`Reply`] lines and closes the connection. Any failure is a single
-//! `{"kind":"error","message":...}` line.
+//! The client first writes the token line `{"token":"<cluster token>"}\n` (at most [`PREAMBLE_MAX_BYTES`] bytes with its newline), then one [`Request`] line
+//! (`{"op":"ping"}\n`, at most [`MAX_LINE_BYTES`] bytes). The agent reads no more than the
+//! token line until it has checked the token: a connection whose token line is too long, not
+//! JSON, or not complete within [`PREAMBLE_TIMEOUT`] gets one `error` line and is closed, and
+//! so is one with the wrong token (`unauthorized`); nothing is done. At most
+//! [`MAX_PENDING_CONNECTIONS`] connections may be waiting for their token line: a new one
+//! closes the oldest. A request line over the limit gets an `error` line naming the limit. The
+//! client must not half-close its write side (a worker reads EOF on an `Exec` connection as
+//! "the head is gone" and kills the process). The agent answers with one or more [`Reply`]
+//! lines and closes the connection. Any failure is a single `{"kind":"error","message":...}`
+//! line.
+//!
+//! [`read_request`] is the agent's decoder; [`encode_request`] the client's encoder.
+//! Version 2 sent the token beside the `op` on a single line; a version-3 agent answers such a
+//! line with an error naming the versions.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt,
+};
 
-/// Longest line either side accepts (a job spec with a large inline script fits easily).
+use crate::{AgentError, Token};
+
+/// Longest request line the agent accepts after the token (a job spec with a large inline
+/// script fits easily), and the longest reply line the client accepts.
 pub const MAX_LINE_BYTES: u64 = 16 * 1024 * 1024;
 
-/// Protocol version reported by `Ping`.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Longest token line (with its newline) the agent reads before checking the token.
+pub const PREAMBLE_MAX_BYTES: usize = 512;
 
-/// A request: the first and only line a client sends on a connection.
+/// How long the agent waits for a connection's complete token line (default of
+/// [`AgentConfig::preamble_timeout`](crate::AgentConfig::preamble_timeout)).
+pub const PREAMBLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many connections may be waiting for their token line at once (default of
+/// [`AgentConfig::max_pending_connections`](crate::AgentConfig::max_pending_connections));
+/// one more closes the oldest. Authenticated connections do not count.
+pub const MAX_PENDING_CONNECTIONS: usize = 256;
+
+/// Protocol version reported by `Ping`.
+pub const PROTOCOL_VERSION: u32 = 3;
+
+/// A request: the line a client sends after the token line.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
@@ -75,13 +102,15 @@ pub enum Request {
     Shutdown,
 }
 
-/// A request line as sent: the cluster token and the request's fields.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Envelope {
+/// The first line of a connection as the agent reads it: the cluster token (a missing one is
+/// empty, hence wrong). `op` is only there to recognise a version-2 client, which put the
+/// request on the same line.
+#[derive(Deserialize)]
+struct Preamble {
     #[serde(default)]
-    pub token: String,
-    #[serde(flatten)]
-    pub request: Request,
+    token: String,
+    #[serde(default)]
+    op: Option<serde::de::IgnoredAny>,
 }
 
 /// One reply line.
@@ -146,6 +175,10 @@ pub struct JobSpec {
     pub cpus: Option<f64>,
     /// Run `setup` on every node before `run` (`--no-setup` clears it).
     pub run_setup: bool,
+    /// Keys of `envs` whose values are secrets: the jobs get the real values, but the head
+    /// never writes them to disk (its job table stores `<redacted>`) nor to its logs.
+    #[serde(default)]
+    pub secret_keys: Vec<String>,
 }
 
 impl Default for JobSpec {
@@ -160,7 +193,29 @@ impl Default for JobSpec {
             accelerators: None,
             cpus: None,
             run_setup: true,
+            secret_keys: Vec::new(),
         }
+    }
+}
+
+/// What the job table on disk stores instead of a secret's value.
+pub(crate) const REDACTED: &str = "<redacted>";
+
+impl JobSpec {
+    /// Whether the env `key` is a secret.
+    fn is_secret(&self, key: &str) -> bool {
+        self.secret_keys.iter().any(|k| k == key)
+    }
+
+    /// This spec with the values of its secret envs replaced by `<redacted>`.
+    pub(crate) fn redacted(&self) -> JobSpec {
+        let mut spec = self.clone();
+        for (k, v) in &mut spec.envs {
+            if self.is_secret(k) {
+                *v = REDACTED.to_string();
+            }
+        }
+        spec
     }
 }
 
@@ -258,7 +313,7 @@ fn one() -> u32 {
     1
 }
 
-/// Reads one `\n`-terminated line (without the newline). `Ok(None)` at a clean EOF.
+/// Reads one `\n`-terminated reply line (without the newline). `Ok(None)` at a clean EOF.
 pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(
     reader: &mut R,
 ) -> std::io::Result<Option<Vec<u8>>> {
@@ -289,6 +344,185 @@ pub(crate) async fn write_line<W: AsyncWrite + Unpin, T: Serialize>(
     let mut line = serde_json::to_vec(value).map_err(std::io::Error::other)?;
     line.push(b'\n');
     w.write_all(&line).await
+}
+
+/// Why the agent refused a connection's request (the message goes back as an `error` line).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The connection ended before sending anything (no reply is due).
+    #[error("the client closed the connection without sending anything")]
+    Closed,
+    /// The token line is missing its newline within [`PREAMBLE_MAX_BYTES`].
+    #[error(
+        "bad request: the first line must be the token line {{\"token\":\"…\"}} of at most {PREAMBLE_MAX_BYTES} bytes (protocol {PROTOCOL_VERSION})"
+    )]
+    PreambleTooLong,
+    /// The token line did not arrive in time.
+    #[error("bad request: no complete token line within {0:?}")]
+    TimedOut(Duration),
+    /// The token line is missing or not this cluster's token.
+    #[error(
+        "unauthorized: the request does not carry this cluster's token (~/.sky/agent.token on its nodes)"
+    )]
+    Unauthorized,
+    /// The right token, with the request on the same line (protocol version 2).
+    #[error(
+        "this agent speaks protocol {PROTOCOL_VERSION} (a token line, then the request line) but the client sent a protocol-2 request; use the same sky version on both sides (`sky start` restarts a cluster's agents)"
+    )]
+    OldProtocol,
+    /// The request line is longer than [`MAX_LINE_BYTES`].
+    #[error(
+        "request too large: the request line is over the agent's limit of {} MiB ({MAX_LINE_BYTES} bytes); put large scripts in a file in the workdir and run that",
+        MAX_LINE_BYTES >> 20
+    )]
+    TooLarge,
+    /// The connection ended in the middle of a line.
+    #[error("bad request: the connection ended before the {0} did")]
+    Truncated(&'static str),
+    /// A line is not what the protocol expects.
+    #[error("bad request: {0}")]
+    Malformed(String),
+    #[error("read the request: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads the token line of a connection, never more than [`PREAMBLE_MAX_BYTES`] bytes, and
+/// checks the token. Returns the bytes that followed the token line in the last read (the
+/// start of the request line, for [`read_request_line`]).
+pub async fn read_preamble<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    token: &Token,
+) -> Result<Vec<u8>, RequestError> {
+    let mut buf = [0u8; PREAMBLE_MAX_BYTES];
+    let mut filled = 0;
+    let mut scanned = 0;
+    let newline = loop {
+        if let Some(i) = buf[scanned..filled].iter().position(|&b| b == b'\n') {
+            break scanned + i;
+        }
+        scanned = filled;
+        if filled == buf.len() {
+            return Err(RequestError::PreambleTooLong);
+        }
+        let n = reader.read(&mut buf[filled..]).await?;
+        if n == 0 {
+            return Err(if filled == 0 {
+                RequestError::Closed
+            } else {
+                RequestError::Truncated("token line")
+            });
+        }
+        filled += n;
+    };
+    let preamble = serde_json::from_slice::<Preamble>(&buf[..newline]).map_err(|e| {
+        RequestError::Malformed(format!(
+            "the first line must be the token line {{\"token\":\"…\"}}: {e}"
+        ))
+    })?;
+    if !token.matches(&preamble.token) {
+        return Err(RequestError::Unauthorized);
+    }
+    if preamble.op.is_some() {
+        return Err(RequestError::OldProtocol);
+    }
+    Ok(buf[newline + 1..filled].to_vec())
+}
+
+/// Reads the request line (after the token line; `start` is what [`read_preamble`] returned)
+/// and parses it. Reads at most [`MAX_LINE_BYTES`] + 1 bytes; bytes after the newline are
+/// dropped (a client sends nothing after its request).
+pub async fn read_request_line<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    start: Vec<u8>,
+) -> Result<Request, RequestError> {
+    let limit = usize::try_from(MAX_LINE_BYTES).unwrap_or(usize::MAX);
+    let mut line = start;
+    let mut scanned = 0;
+    let mut chunk = Vec::new();
+    let end = loop {
+        if let Some(i) = line[scanned..].iter().position(|&b| b == b'\n') {
+            break scanned + i;
+        }
+        scanned = line.len();
+        if line.len() > limit {
+            return Err(RequestError::TooLarge);
+        }
+        if chunk.is_empty() {
+            chunk = vec![0u8; 64 * 1024];
+        }
+        let want = (limit + 1 - line.len()).min(chunk.len());
+        let n = reader.read(&mut chunk[..want]).await?;
+        if n == 0 {
+            return Err(RequestError::Truncated("request line"));
+        }
+        line.extend_from_slice(&chunk[..n]);
+    };
+    if end > limit {
+        return Err(RequestError::TooLarge);
+    }
+    serde_json::from_slice(&line[..end]).map_err(|e| RequestError::Malformed(e.to_string()))
+}
+
+/// The agent's decoder: [`read_preamble`] then [`read_request_line`] (without the agent's
+/// deadline and connection limit, which it applies around `read_preamble`).
+pub async fn read_request<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    token: &Token,
+) -> Result<Request, RequestError> {
+    let start = read_preamble(reader, token).await?;
+    read_request_line(reader, start).await
+}
+
+/// The client's encoder: the token line and the request line, as sent. Refuses a request
+/// line over [`MAX_LINE_BYTES`] ([`AgentError::RequestTooLarge`]) and a token that does not
+/// fit the token line.
+pub fn encode_request(token: &Token, req: &Request) -> Result<Vec<u8>, AgentError> {
+    #[derive(Serialize)]
+    struct TokenLine<'a> {
+        token: &'a str,
+    }
+    let mut out = serde_json::to_vec(&TokenLine {
+        token: token.expose(),
+    })
+    .map_err(|e| AgentError::Config(format!("encode the token line: {e}")))?;
+    out.push(b'\n');
+    if out.len() > PREAMBLE_MAX_BYTES {
+        return Err(AgentError::Config(format!(
+            "the cluster token is {} bytes, too long for the protocol's {PREAMBLE_MAX_BYTES}-byte token line",
+            token.expose().len()
+        )));
+    }
+    let start = out.len();
+    serde_json::to_writer(&mut out, req)
+        .map_err(|e| AgentError::Config(format!("encode the request: {e}")))?;
+    let bytes = (out.len() - start) as u64;
+    if bytes > MAX_LINE_BYTES {
+        return Err(AgentError::RequestTooLarge {
+            op: req.op(),
+            bytes,
+            limit: MAX_LINE_BYTES,
+        });
+    }
+    out.push(b'\n');
+    Ok(out)
+}
+
+impl Request {
+    /// The `op` tag.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Self::Ping => "ping",
+            Self::Submit(_) => "submit",
+            Self::Queue { .. } => "queue",
+            Self::Cancel { .. } => "cancel",
+            Self::Logs { .. } => "logs",
+            Self::SetAutostop { .. } => "set_autostop",
+            Self::Exec(_) => "exec",
+            Self::Kill { .. } => "kill",
+            Self::Shutdown => "shutdown",
+        }
+    }
 }
 
 /// Splits a byte stream into valid UTF-8 chunks, carrying an incomplete trailing character

@@ -1,11 +1,19 @@
 //! The listener: binds, writes `agent.addr`, dispatches one request per connection.
+//!
+//! Nobody without the cluster token can make the agent look dead: a connection must send its
+//! token line (at most [`PREAMBLE_MAX_BYTES`](crate::protocol::PREAMBLE_MAX_BYTES)) within
+//! the preamble timeout, and at most `max_pending_connections` connections may be waiting for
+//! theirs (accepting one more closes the oldest waiting one, so idle connections cannot hold
+//! the file limit, and a client that sends its token at once still gets through). Only after
+//! the token is checked is the request line (up to `MAX_LINE_BYTES`) read.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -13,8 +21,10 @@ use crate::config::AgentConfig;
 use crate::head::Head;
 use crate::node::NodeCtx;
 use crate::proc::{self, ProcTable};
-use crate::protocol::{Envelope, PROTOCOL_VERSION, Reply, Request, read_line, write_line};
-use crate::store::write_atomic;
+use crate::protocol::{
+    PROTOCOL_VERSION, Reply, Request, RequestError, read_preamble, read_request_line, write_line,
+};
+use crate::store::{create_private_dir_all, write_atomic};
 use crate::{AgentError, Token};
 
 /// Where an agent writes its bound address (`<node_home>/.sky/agent.addr`).
@@ -56,6 +66,7 @@ pub struct Agent {
     addr: SocketAddr,
     addr_file: PathBuf,
     inner: Arc<Inner>,
+    pending: Arc<Pending>,
 }
 
 #[derive(Debug)]
@@ -64,6 +75,77 @@ struct Inner {
     node: NodeCtx,
     head: Option<Arc<Head>>,
     stop: CancellationToken,
+    preamble_timeout: Duration,
+}
+
+/// The connections still waiting for their token line, oldest first.
+#[derive(Debug)]
+struct Pending {
+    cap: usize,
+    next_id: AtomicU64,
+    queue: Mutex<VecDeque<(u64, CancellationToken)>>,
+    /// Whether "full" was logged since the queue was last empty (one line per flood).
+    logged_full: AtomicBool,
+}
+
+/// A connection's place in [`Pending`]; dropping it (once the token is checked, or when the
+/// connection ends) gives the place back.
+#[derive(Debug)]
+struct Admission {
+    pending: Arc<Pending>,
+    id: u64,
+    evicted: CancellationToken,
+}
+
+impl Pending {
+    fn new(cap: usize) -> Arc<Self> {
+        Arc::new(Self {
+            cap: cap.max(1),
+            next_id: AtomicU64::new(0),
+            queue: Mutex::new(VecDeque::new()),
+            logged_full: AtomicBool::new(false),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, CancellationToken)>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Admits a new connection, closing the oldest waiting ones when full.
+    fn admit(self: &Arc<Self>) -> Admission {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let evicted = CancellationToken::new();
+        let mut q = self.lock();
+        while q.len() >= self.cap {
+            if let Some((_, oldest)) = q.pop_front() {
+                oldest.cancel();
+            }
+            if !self.logged_full.swap(true, Ordering::Relaxed) {
+                crate::log(&format!(
+                    "{} connections are waiting for their token line; closing the oldest ones",
+                    self.cap
+                ));
+            }
+        }
+        q.push_back((id, evicted.clone()));
+        Admission {
+            pending: self.clone(),
+            id,
+            evicted,
+        }
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut q = self.pending.lock();
+        if let Ok(i) = q.binary_search_by_key(&self.id, |(id, _)| *id) {
+            q.remove(i);
+        }
+        if q.is_empty() {
+            self.pending.logged_full.store(false, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Agent {
@@ -75,7 +157,7 @@ impl Agent {
             None => Token::load(&Token::path_in(&cfg.node_home))?,
         };
         let sky_dir = cfg.sky_dir();
-        std::fs::create_dir_all(&sky_dir)
+        create_private_dir_all(&sky_dir)
             .map_err(|e| AgentError::io(format!("create {}", sky_dir.display()), e))?;
         let (dir, grace) = (sky_dir.clone(), cfg.kill_grace);
         tokio::task::spawn_blocking(move || proc::kill_recorded_orphans(&dir, grace))
@@ -116,7 +198,9 @@ impl Agent {
                 node,
                 head,
                 stop,
+                preamble_timeout: cfg.preamble_timeout,
             }),
+            pending: Pending::new(cfg.max_pending_connections),
         })
     }
 
@@ -140,11 +224,12 @@ impl Agent {
                 r = self.listener.accept() => match r {
                     Ok((stream, _)) => {
                         let inner = self.inner.clone();
+                        let admission = self.pending.admit();
                         tokio::spawn(async move {
                             let stop = inner.stop.clone();
                             tokio::select! {
                                 () = stop.cancelled() => {}
-                                () = handle(inner, stream) => {}
+                                () = handle(inner, stream, admission) => {}
                             }
                         });
                     }
@@ -173,33 +258,25 @@ pub async fn serve(
     Agent::bind(cfg).await?.run(shutdown).await
 }
 
-async fn handle(inner: Arc<Inner>, stream: TcpStream) {
+async fn handle(inner: Arc<Inner>, stream: TcpStream, admission: Admission) {
     let _ = stream.set_nodelay(true);
-    let (r, mut w) = stream.into_split();
-    let mut r = BufReader::new(r);
-    let line = match read_line(&mut r).await {
-        Ok(Some(l)) => l,
-        Ok(None) => return,
-        Err(e) => {
-            let _ = write_line(&mut w, &error(format!("bad request: {e}"))).await;
-            return;
+    let (mut r, mut w) = stream.into_split();
+    let preamble = tokio::select! {
+        () = admission.evicted.cancelled() => return,
+        p = tokio::time::timeout(inner.preamble_timeout, read_preamble(&mut r, &inner.node.token)) => {
+            p.unwrap_or(Err(RequestError::TimedOut(inner.preamble_timeout)))
         }
     };
-    let req = match serde_json::from_slice::<Envelope>(&line) {
-        Ok(env) if inner.node.token.matches(&env.token) => env.request,
-        Ok(_) => {
-            let _ = write_line(
-                &mut w,
-                &error(
-                    "unauthorized: the request does not carry this cluster's token (~/.sky/agent.token on its nodes)"
-                        .into(),
-                ),
-            )
-            .await;
-            return;
-        }
+    drop(admission);
+    let req = match preamble {
+        Ok(start) => read_request_line(&mut r, start).await,
+        Err(e) => Err(e),
+    };
+    let req = match req {
+        Ok(req) => req,
+        Err(RequestError::Closed) => return,
         Err(e) => {
-            let _ = write_line(&mut w, &error(format!("bad request: {e}"))).await;
+            let _ = write_line(&mut w, &error(e.to_string())).await;
             return;
         }
     };

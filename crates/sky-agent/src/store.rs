@@ -3,9 +3,17 @@
 //! `jobs.journal` holds one JSON line per job change since the snapshot (appends cost O(1)
 //! however long the table; a torn last line is ignored). Loading replays the journal over the
 //! snapshot and compacts both into a new snapshot.
+//!
+//! Secrets (`JobSpec::secret_keys`) are stored `<redacted>`: a job's spec on disk is only a
+//! record (a restarted head marks unfinished jobs FAILED_DRIVER; it never runs a stored spec).
+//! Every file and directory the agent creates is its owner's only (0600 / 0700, set when
+//! creating it).
 
+use std::borrow::Cow;
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +27,20 @@ pub(crate) struct StoredJob {
     pub spec: JobSpec,
     /// `YYYY-MM-DD-HH-MM-SS-ffffff`, the log directory's and task id's timestamp.
     pub run_timestamp: String,
+}
+
+impl StoredJob {
+    /// The job as written to disk: secret env values redacted.
+    fn on_disk(&self) -> Cow<'_, StoredJob> {
+        if self.spec.secret_keys.is_empty() {
+            return Cow::Borrowed(self);
+        }
+        Cow::Owned(StoredJob {
+            record: self.record.clone(),
+            spec: self.spec.redacted(),
+            run_timestamp: self.run_timestamp.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -112,7 +134,7 @@ impl JobStore {
         dirty.dedup();
         for id in dirty {
             if let Some(j) = self.get(id) {
-                serde_json::to_writer(&mut buf, j).map_err(|e| AgentError::Store {
+                serde_json::to_writer(&mut buf, &j.on_disk()).map_err(|e| AgentError::Store {
                     path: self.journal_path.clone(),
                     message: e.to_string(),
                 })?;
@@ -122,11 +144,8 @@ impl JobStore {
         }
         let ctx = || format!("append to {}", self.journal_path.display());
         if self.journal.is_none() {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.journal_path)
-                .map_err(|e| AgentError::io(ctx(), e))?;
+            let f =
+                open_private_append(&self.journal_path).map_err(|e| AgentError::io(ctx(), e))?;
             self.journal = Some(f);
         }
         if let Some(f) = self.journal.as_mut() {
@@ -174,7 +193,7 @@ impl JobStore {
     pub(crate) fn save(&mut self) -> Result<(), AgentError> {
         let file = JobsFileRef {
             next_id: self.next_id,
-            jobs: &self.jobs,
+            jobs: self.jobs.iter().map(StoredJob::on_disk).collect(),
         };
         let bytes = serde_json::to_vec(&file).map_err(|e| AgentError::Store {
             path: self.path.clone(),
@@ -198,19 +217,49 @@ impl JobStore {
 #[derive(Serialize)]
 struct JobsFileRef<'a> {
     next_id: u64,
-    jobs: &'a [StoredJob],
+    jobs: Vec<Cow<'a, StoredJob>>,
 }
 
-/// Writes `path` via a sibling temporary file and a rename.
+/// Writes `path` (mode 0600) via a new sibling temporary file and a rename.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
+    tmp.push(format!(
+        ".tmp{}.{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
     let tmp = PathBuf::from(tmp);
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+    // Left behind by a crashed process with the same pid, perhaps with another mode.
+    let _ = std::fs::remove_file(&tmp);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)
+    written
+}
+
+/// Opens `path` for appending, creating it readable by its owner only.
+pub(crate) fn open_private_append(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// `create_dir_all`, each directory it creates accessible to its owner only.
+pub(crate) fn create_private_dir_all(path: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
 }
 
 /// For the CLI when no head agent is running (it was killed, or the node restarted): marks

@@ -323,6 +323,7 @@ impl Backend {
                 .map(|a| (a.name.clone(), a.count)),
             cpus: first.cpus.map(|q| q.value),
             run_setup,
+            secret_keys: Vec::new(),
         };
         if spec.num_nodes > handle.provider.num_nodes {
             return Err(LaunchError::Invalid(format!(

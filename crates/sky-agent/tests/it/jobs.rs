@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use sky_agent::{AgentClient, JobSpec, JobStatus};
 
-use crate::support::{TestCluster, pid_alive, read, run, wait_gone, wait_pid_file};
+use crate::support::{
+    TestCluster, exchange, pid_alive, read, run, token_line, wait_gone, wait_pid_file,
+};
 
 #[tokio::test]
 async fn three_nodes_see_their_rank_and_the_same_ips() {
@@ -326,17 +328,22 @@ async fn submit_to_running_latency() {
 
 #[tokio::test]
 async fn bad_requests_get_an_error_line_and_the_agent_lives_on() {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let c = TestCluster::start(2).await;
     for line in [
         "not json\n",
         "{\"op\":\"nope\"}\n",
         "{\"op\":\"submit\",\"num_nodes\":\"x\"}\n",
     ] {
-        let mut s = tokio::net::TcpStream::connect(c.head.addr()).await.unwrap();
-        s.write_all(line.as_bytes()).await.unwrap();
-        let mut reply = String::new();
-        BufReader::new(s).read_line(&mut reply).await.unwrap();
+        let bytes = format!("{}{line}", token_line(&c.token));
+        let reply = exchange(c.head.addr(), bytes.as_bytes()).await;
+        assert!(
+            reply.starts_with(r#"{"kind":"error","message":"bad request"#),
+            "{reply}"
+        );
+    }
+    // a token line that is not one
+    for first in ["not json\n", "[1]\n"] {
+        let reply = exchange(c.head.addr(), first.as_bytes()).await;
         assert!(
             reply.starts_with(r#"{"kind":"error","message":"bad request"#),
             "{reply}"
@@ -374,7 +381,6 @@ async fn bad_requests_get_an_error_line_and_the_agent_lives_on() {
 #[tokio::test]
 async fn requests_without_the_cluster_token_are_refused_and_do_nothing() {
     use sky_agent::{JobStatus as S, Token};
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let c = TestCluster::start(2).await;
     let marker = c.dir.path().join("must-not-exist");
     let submit = format!(
@@ -390,23 +396,24 @@ async fn requests_without_the_cluster_token_are_refused_and_do_nothing() {
         r#""op":"exec","job_id":7,"rank":1,"script":"touch {}","env":[]"#,
         marker.display()
     );
-    for (addr, body) in [
-        (c.head.addr(), format!("{{{submit}}}")),
-        (c.head.addr(), format!(r#"{{"token":"",{submit}}}"#)),
+    let wrong = format!(r#"{{"token":"{}x"}}"#, c.token.expose());
+    for (addr, first, body) in [
+        (c.head.addr(), "{}", format!("{{{submit}}}")),
+        (c.head.addr(), r#"{"token":""}"#, format!("{{{submit}}}")),
+        (c.head.addr(), &wrong, format!("{{{submit}}}")),
+        (worker, "{}", format!("{{{exec}}}")),
+        (worker, r#"{"token":"nope"}"#, format!("{{{exec}}}")),
+        // protocol 2's single line
         (
-            c.head.addr(),
-            format!(r#"{{"token":"{}x",{submit}}}"#, c.token.expose()),
+            worker,
+            &format!(r#"{{"token":"nope",{exec}}}"#),
+            String::new(),
         ),
-        (worker, format!("{{{exec}}}")),
-        (worker, format!(r#"{{"token":"nope",{exec}}}"#)),
     ] {
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(format!("{body}\n").as_bytes()).await.unwrap();
-        let mut reply = String::new();
-        BufReader::new(s).read_line(&mut reply).await.unwrap();
+        let reply = exchange(addr, format!("{first}\n{body}\n").as_bytes()).await;
         assert!(
             reply.starts_with(r#"{"kind":"error","message":"unauthorized"#),
-            "{body} -> {reply}"
+            "{first} {body} -> {reply}"
         );
     }
     // A client with another cluster's token is refused too, by every call.

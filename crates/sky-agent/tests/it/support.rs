@@ -215,3 +215,28 @@ pub async fn wait_gone(pid: i32) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// The token line a client sends first.
+pub fn token_line(token: &Token) -> String {
+    format!("{{\"token\":\"{}\"}}\n", token.expose())
+}
+
+/// Sends raw bytes to an agent and returns its first reply line ("" when it closed without
+/// one).
+pub async fn exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut reply = String::new();
+    let _ = BufReader::new(s).read_line(&mut reply).await;
+    reply
+}
+
+/// Polls `cond` until it holds; panics with `what` after [`WAIT`].
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
