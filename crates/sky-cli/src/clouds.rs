@@ -45,7 +45,7 @@ pub fn display_name(cloud: &str) -> &str {
 /// Loads `~/.sky/config.yaml` (missing file = empty config).
 pub fn load_config(env: &HostEnv) -> Result<SkyConfig, String> {
     let path = env.config_path();
-    match std::fs::read_to_string(&path) {
+    match crate::hostenv::read_text_file(&path) {
         Ok(text) => sky_spec::sky_config::parse_sky_config(&text)
             .map_err(|d| format!("invalid {}:\n{}", path.display(), d)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SkyConfig::default()),

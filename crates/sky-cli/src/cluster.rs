@@ -6,7 +6,6 @@ use std::{io::Write, sync::Arc};
 use sky_launch::{Attempt, Backend, LaunchError, LaunchOptions, Reporter};
 use sky_provider::ProviderRegistry;
 use sky_spec::TaskFile;
-use sky_state::StateDb;
 
 use crate::{
     ClusterArgs, exit,
@@ -144,21 +143,30 @@ fn aws_credential_files(env: &HostEnv) -> Vec<(std::path::PathBuf, String)> {
     .collect()
 }
 
-/// Builds the backend: state database, providers (the local cloud), the catalog they plan on.
-pub async fn backend(env: &HostEnv) -> Result<Backend, String> {
+/// Builds the backend: state database, providers (the local cloud), the catalog they plan on;
+/// then adopts the clusters the state database lost (see `recover.rs`). With
+/// `in_memory_if_damaged` (`sky down`), a damaged state database gives way to an in-memory one.
+pub async fn backend(
+    env: &HostEnv,
+    in_memory_if_damaged: bool,
+) -> Result<Backend, crate::recover::BackendError> {
     crate::agentcfg::autostop_minute(env)?;
     let config = crate::clouds::load_config(env)?;
     let sky_dir = env.sky_dir();
-    std::fs::create_dir_all(&sky_dir)
-        .map_err(|e| format!("failed to create {}: {e}", sky_dir.display()))?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&sky_dir)
+    }
+    .map_err(|e| format!("failed to create {}: {e}", sky_dir.display()))?;
     let url = config
         .db
         .clone()
         .or_else(|| env.var("SKYPILOT_DB_CONNECTION_URI").map(String::from))
         .unwrap_or_else(|| format!("sqlite://{}", sky_dir.join("state.db").display()));
-    let state = StateDb::open(&url)
-        .await
-        .map_err(|e| format!("failed to open the state database {url}: {e}"))?;
+    let state = crate::recover::open_state(&url, in_memory_if_damaged).await?;
     let registry = providers(env, &config)?;
     let enabled: Vec<String> = registry.ids();
     let sky_binary =
@@ -181,7 +189,7 @@ pub async fn backend(env: &HostEnv) -> Result<Backend, String> {
         .map(|ms| (crate::agentcfg::AUTOSTOP_MINUTE_ENV.into(), ms.to_string()))
         .into_iter()
         .collect();
-    Ok(Backend {
+    let backend = Backend {
         registry,
         state,
         catalog: Default::default(),
@@ -190,20 +198,38 @@ pub async fn backend(env: &HostEnv) -> Result<Backend, String> {
         hook_env,
         agent_env,
         user: env.user(),
-    })
+        lock_dir: sky_dir.join("locks"),
+    };
+    crate::recover::adopt(&backend).await?;
+    Ok(backend)
 }
 
-/// The backend, or (from inside a command's async body) a message and exit code 3.
+/// The backend, or (from inside a command's async body) a message and its exit code (3, or 1
+/// for a damaged state database). `backend_or_exit!(env, true)`: see [`backend`].
 macro_rules! backend_or_exit {
     ($env:expr) => {
-        match backend($env).await {
+        backend_or_exit!($env, false)
+    };
+    ($env:expr, $in_memory_if_damaged:expr) => {
+        match backend($env, $in_memory_if_damaged).await {
             Ok(b) => b,
             Err(e) => {
-                eprintln!("{e}");
-                return exit::INVALID_INPUT;
+                eprintln!("{}", e.message);
+                return e.code;
             }
         }
     };
+}
+
+/// What Ctrl-C prints, set by the command as it moves on (see [`on_interrupt`]).
+static INTERRUPT_MESSAGE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Sets what Ctrl-C prints from now on in this command: it must describe the moment (a launch
+/// in progress, logs being streamed), never a stage the command has left.
+fn on_interrupt(message: String) {
+    if let Ok(mut m) = INTERRUPT_MESSAGE.lock() {
+        *m = Some(message);
+    }
 }
 
 /// Runs an async command body on a small runtime, with Ctrl-C turning into a clean message.
@@ -222,11 +248,37 @@ pub fn block_on<F: std::future::Future<Output = i32>>(f: F) -> i32 {
         tokio::select! {
             code = f => code,
             _ = tokio::signal::ctrl_c() => {
-                eprintln!("\nInterrupted. State is consistent: `sky status` shows what exists, `sky down NAME` removes a half-launched cluster.");
+                let message = INTERRUPT_MESSAGE
+                    .lock()
+                    .ok()
+                    .and_then(|m| m.clone())
+                    .unwrap_or_else(|| "Interrupted.".into());
+                eprintln!("\n{message}");
                 130
             }
         }
     })
+}
+
+/// Refuses, with exit 3, any name that is not a valid cluster name (SkyPilot's rule), before a
+/// command does anything with it: names become file names and appear in shell commands.
+pub fn check_names<'a>(names: impl IntoIterator<Item = &'a String>) -> Result<(), i32> {
+    for name in names {
+        if let Err(e) = sky_spec::names::check_cluster_name(name) {
+            eprintln!("{e}");
+            return Err(exit::INVALID_INPUT);
+        }
+    }
+    Ok(())
+}
+
+/// `check_names` as the first statement of a command.
+macro_rules! names_or_exit {
+    ($names:expr) => {
+        if let Err(code) = check_names($names) {
+            return code;
+        }
+    };
 }
 
 fn report(e: &LaunchError) -> i32 {
@@ -283,12 +335,17 @@ fn reporter() -> CliReporter {
 
 /// A reporter that also keeps the cluster's provision log.
 fn reporter_for(env: &HostEnv, cluster: &str) -> CliReporter {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let dir = env.sky_dir().join("logs").join(cluster);
-    let log = std::fs::create_dir_all(&dir)
+    let log = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
         .and_then(|()| {
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(dir.join("provision.log"))
         })
         .ok()
@@ -309,6 +366,9 @@ fn stdout_sink() -> impl FnMut(&[u8]) + Send {
 
 /// Follows a job's logs until it ends; returns SkyPilot's job exit code.
 async fn follow_job(backend: &Backend, cluster: &str, job: u64) -> i32 {
+    on_interrupt(format!(
+        "Interrupted: stopped streaming; job {job} keeps running on {cluster}. `sky logs {cluster} {job}` streams it again, `sky cancel {cluster} {job}` stops it."
+    ));
     eprintln!(
         "Job submitted, ID: {job}. Streaming logs (Ctrl-C stops streaming; the job keeps running)."
     );
@@ -351,6 +411,7 @@ fn exit_codes_suffix(codes: &[i32]) -> String {
 
 /// `sky launch` without `--dryrun`.
 pub fn launch(env: &HostEnv, args: &crate::LaunchArgs, command_line: String) -> i32 {
+    names_or_exit!(args.cluster.iter());
     let (path, file) = match taskload::load(env, &args.entrypoint, &args.task) {
         Ok(x) => x,
         Err(e) => {
@@ -446,6 +507,9 @@ pub fn launch(env: &HostEnv, args: &crate::LaunchArgs, command_line: String) -> 
             down: args.down,
             command_line,
         };
+        on_interrupt(format!(
+            "Interrupted. State is consistent: `sky status {cluster}` shows what exists; `sky launch -c {cluster} ...` tries again, `sky down {cluster}` removes a half-launched cluster."
+        ));
         let rep = reporter_for(env, &cluster);
         let submitted = match backend.launch(&task, &opts, &rep).await {
             Ok(s) => s,
@@ -476,6 +540,7 @@ async fn detect_ssh_pools(env: &HostEnv) {
 
 /// `sky exec`.
 pub fn exec(env: &HostEnv, args: &crate::ExecArgs, command_line: String) -> i32 {
+    names_or_exit!(std::iter::once(&args.cluster));
     let (_, file) = match taskload::load(env, &args.entrypoint, &args.task) {
         Ok(x) => x,
         Err(e) => {
@@ -537,6 +602,7 @@ fn duration(secs: i64) -> String {
 
 /// `sky status`.
 pub fn status(env: &HostEnv, args: &crate::StatusArgs) -> i32 {
+    names_or_exit!(&args.clusters);
     block_on(async {
         let backend = backend_or_exit!(env);
         let mut records = match backend.state.list_clusters().await {
@@ -610,7 +676,7 @@ pub fn status(env: &HostEnv, args: &crate::StatusArgs) -> i32 {
             return exit::OK;
         }
         println!("Clusters");
-        let mut t = crate::gpus::plain_table(&[
+        let mut columns = vec![
             "NAME",
             "LAUNCHED",
             "INFRA",
@@ -618,7 +684,11 @@ pub fn status(env: &HostEnv, args: &crate::StatusArgs) -> i32 {
             "STATUS",
             "AUTOSTOP",
             "LAST_USE",
-        ]);
+        ];
+        if args.verbose {
+            columns.extend(["NODES", "HEAD_IP"]);
+        }
+        let mut t = crate::gpus::plain_table(&columns);
         for r in &records {
             let infra = match &r.zone {
                 Some(z) => format!(
@@ -632,7 +702,7 @@ pub fn status(env: &HostEnv, args: &crate::StatusArgs) -> i32 {
                 Some(a) => format!("{}m{}", a.idle_minutes, if a.down { " (down)" } else { "" }),
                 None => "-".into(),
             };
-            t.add_row([
+            let mut row = vec![
                 r.name.clone(),
                 ago(now, r.launched_at),
                 infra,
@@ -640,7 +710,15 @@ pub fn status(env: &HostEnv, args: &crate::StatusArgs) -> i32 {
                 r.status.to_string(),
                 autostop,
                 r.last_use.clone(),
-            ]);
+            ];
+            if args.verbose {
+                let head_ip = Backend::stored_handle(r)
+                    .ok()
+                    .and_then(|h| h.ips.first().cloned())
+                    .unwrap_or_else(|| "-".into());
+                row.extend([r.num_nodes.to_string(), head_ip]);
+            }
+            t.add_row(row);
         }
         crate::gpus::print_table(&t);
         exit::OK
@@ -669,8 +747,10 @@ async fn targets(backend: &Backend, names: &[String], all: bool) -> Result<Vec<S
 
 /// `sky stop`, `sky start`, `sky down`.
 pub fn lifecycle(env: &HostEnv, what: &str, args: &ClusterArgs) -> i32 {
+    names_or_exit!(&args.clusters);
     block_on(async {
-        let backend = backend_or_exit!(env);
+        // `sky down` can clean up without a readable state database.
+        let backend = backend_or_exit!(env, what == "down");
         let names = match targets(&backend, &args.clusters, args.all).await {
             Ok(n) => n,
             Err(code) => return code,
@@ -678,6 +758,9 @@ pub fn lifecycle(env: &HostEnv, what: &str, args: &ClusterArgs) -> i32 {
         let rep = reporter();
         let mut code = exit::OK;
         for name in names {
+            on_interrupt(format!(
+                "Interrupted during `sky {what} {name}`. `sky status -r {name}` shows where it stands; `sky {what} {name}` again finishes it."
+            ));
             let r = match what {
                 "stop" => backend.stop(&name, &rep).await,
                 "start" => backend
@@ -696,6 +779,7 @@ pub fn lifecycle(env: &HostEnv, what: &str, args: &ClusterArgs) -> i32 {
 
 /// `sky autostop`.
 pub fn autostop(env: &HostEnv, args: &crate::AutostopArgs) -> i32 {
+    names_or_exit!(&args.clusters);
     block_on(async {
         let backend = backend_or_exit!(env);
         let names = match targets(&backend, &args.clusters, args.all).await {
@@ -718,7 +802,10 @@ pub fn autostop(env: &HostEnv, args: &crate::AutostopArgs) -> i32 {
         };
         let mut code = exit::OK;
         for name in names {
-            match backend.set_autostop(&name, idle, args.down, wait_for).await {
+            match backend
+                .set_autostop(&name, idle, args.down, wait_for, &reporter())
+                .await
+            {
                 Ok(()) if idle < 0 => eprintln!("Autostop cancelled for {name}."),
                 Ok(()) => eprintln!(
                     "{name} will {} after {idle} idle minute{}.",
@@ -734,6 +821,7 @@ pub fn autostop(env: &HostEnv, args: &crate::AutostopArgs) -> i32 {
 
 /// `sky queue`.
 pub fn queue(env: &HostEnv, args: &crate::QueueArgs) -> i32 {
+    names_or_exit!(&args.clusters);
     block_on(async {
         let backend = backend_or_exit!(env);
         let names = match targets(&backend, &args.clusters, args.clusters.is_empty()).await {
@@ -796,6 +884,7 @@ pub fn queue(env: &HostEnv, args: &crate::QueueArgs) -> i32 {
 
 /// `sky logs`.
 pub fn logs(env: &HostEnv, args: &crate::LogsArgs) -> i32 {
+    names_or_exit!(std::iter::once(&args.cluster));
     if args.provision {
         let path = env
             .sky_dir()
@@ -850,6 +939,7 @@ pub fn logs(env: &HostEnv, args: &crate::LogsArgs) -> i32 {
 
 /// `sky cancel`.
 pub fn cancel(env: &HostEnv, args: &crate::CancelArgs) -> i32 {
+    names_or_exit!(std::iter::once(&args.cluster));
     if args.job_ids.is_empty() && !args.all {
         eprintln!(
             "name job IDs to cancel, or pass -a/--all: `sky cancel {} 3 4`",
@@ -886,6 +976,7 @@ pub fn cancel(env: &HostEnv, args: &crate::CancelArgs) -> i32 {
 
 /// `sky ssh CLUSTER [COMMAND]`: a shell (or one command) on the head node.
 pub fn ssh(env: &HostEnv, args: &crate::SshArgs) -> i32 {
+    names_or_exit!(std::iter::once(&args.cluster));
     block_on(async {
         let backend = backend_or_exit!(env);
         let (p, h, nodes) = match backend.nodes(&args.cluster).await {

@@ -126,3 +126,26 @@ pub fn interactive_shell(node_home: &Path, command: &[String]) -> i32 {
     let _ = std::fs::remove_file(&marker);
     code
 }
+
+/// Reads a text file the user named (a task YAML, `~/.sky/config.yaml`, an env file), at most
+/// [`sky_spec::MAX_YAML_BYTES`]: `/dev/zero` or a huge file is refused instead of read without
+/// limit. Errors keep the `io::Error` kind (a missing file stays `NotFound`).
+pub fn read_text_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let limit = sky_spec::MAX_YAML_BYTES;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!(
+                "the file is larger than {} MiB, the most sky reads from a YAML or env file",
+                limit / (1024 * 1024)
+            ),
+        ));
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+}

@@ -13,6 +13,9 @@ use crate::{
 };
 
 pub fn run(env: &HostEnv, args: &LaunchArgs) -> i32 {
+    if let Err(code) = crate::cluster::check_names(args.cluster.iter()) {
+        return code;
+    }
     if args.entrypoint.is_empty() {
         eprintln!(
             "sky launch needs a task YAML or a command, e.g. `sky launch --dryrun task.yaml`"
@@ -124,9 +127,28 @@ pub fn run(env: &HostEnv, args: &LaunchArgs) -> i32 {
 }
 
 /// SkyPilot's name for an unnamed cluster: `sky-<4 hex>-<user>`.
+/// The user part keeps only what a cluster name may hold (`john.doe@corp` → `john.doe-corp`).
 pub fn generated_cluster_name(env: &HostEnv) -> String {
     let n = env.now_nanos();
-    format!("sky-{:04x}-{}", (n ^ (n >> 17)) as u16, env.user())
+    let user: String = env
+        .user()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(sky_spec::names::MAX_NAME_LEN - 10)
+        .collect();
+    let user = user.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+    let name = format!("sky-{:04x}", (n ^ (n >> 17)) as u16);
+    if user.is_empty() {
+        name
+    } else {
+        format!("{name}-{user}")
+    }
 }
 
 fn fmt_num(x: Option<f64>) -> String {

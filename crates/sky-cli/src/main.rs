@@ -12,6 +12,7 @@ mod gpus;
 mod hostenv;
 mod launch;
 mod progress;
+mod recover;
 mod table;
 mod taskload;
 mod validate;
@@ -162,6 +163,9 @@ pub struct StatusArgs {
     /// Ask the providers and agents for the truth first.
     #[arg(short = 'r', long)]
     pub refresh: bool,
+    /// Show more: each cluster's head node address and node count.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
     /// Print the head node's address of one cluster.
     #[arg(long)]
     pub ip: bool,
@@ -402,8 +406,34 @@ pub fn not_available(what: &str, arrives_with: &str) -> i32 {
     exit::NOT_AVAILABLE
 }
 
+/// The command line as sky records it (a cluster's last use, its history): the value of every
+/// `--secret KEY=VALUE` is replaced by `<redacted>`, so no secret reaches the state database
+/// or `sky status`.
+fn recorded_command_line(args: &[String]) -> String {
+    let redact = |kv: &str| match kv.split_once('=') {
+        Some((k, _)) => format!("{k}=<redacted>"),
+        None => kv.to_string(),
+    };
+    let mut out = Vec::with_capacity(args.len());
+    let mut next_is_secret = false;
+    for a in args {
+        if next_is_secret {
+            out.push(redact(a));
+            next_is_secret = false;
+        } else if a == "--secret" {
+            out.push(a.clone());
+            next_is_secret = true;
+        } else if let Some(kv) = a.strip_prefix("--secret=") {
+            out.push(format!("--secret={}", redact(kv)));
+        } else {
+            out.push(a.clone());
+        }
+    }
+    out.join(" ")
+}
+
 fn main() -> ExitCode {
-    let command_line = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    let command_line = recorded_command_line(&std::env::args().skip(1).collect::<Vec<_>>());
     let cli = Cli::parse();
     let env = HostEnv::from_process();
     let code = match cli.command {
@@ -429,4 +459,33 @@ fn main() -> ExitCode {
         Command::Storage(_) => not_available("storage", "storage"),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::recorded_command_line;
+
+    #[test]
+    fn secrets_are_redacted_in_the_recorded_command_line() {
+        let args: Vec<String> = [
+            "launch",
+            "--secret",
+            "API_KEY=hunter2",
+            "--secret=TOKEN=s3cr3t=x",
+            "--secret",
+            "FROM_ENV",
+            "--env",
+            "A=visible",
+            "task.yaml",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let line = recorded_command_line(&args);
+        assert_eq!(
+            line,
+            "launch --secret API_KEY=<redacted> --secret=TOKEN=<redacted> --secret FROM_ENV --env A=visible task.yaml"
+        );
+        assert!(!line.contains("hunter2") && !line.contains("s3cr3t"));
+    }
 }

@@ -23,17 +23,16 @@ impl LoadError {
     }
 }
 
-/// `KEY=VALUE` or `KEY` (copied from the local environment).
+/// `KEY=VALUE` or `KEY` (copied from the local environment); the key must be a variable name
+/// and the value may not hold a NUL byte (`sky_spec::parse_env_arg`).
 fn parse_kv(env: &HostEnv, flag: &str, raw: &str) -> Result<(String, String), LoadError> {
-    match raw.split_once('=') {
-        Some((k, v)) => Ok((k.to_string(), v.to_string())),
-        None => match env.var(raw) {
-            Some(v) => Ok((raw.to_string(), v.to_string())),
-            None => Err(LoadError::new(format!(
-                "{flag} {raw}: {raw} is not set in local environment; pass {flag} {raw}=VALUE or export {raw}"
-            ))),
-        },
-    }
+    sky_spec::parse_env_arg(flag, raw, |k| env.var(k).map(String::from))
+        .map_err(|d| LoadError::new(format!("{flag} {}: {}", key_of(raw), d.message)))
+}
+
+/// The key part of a `KEY=VALUE` argument, for messages (a secret's value never appears).
+fn key_of(raw: &str) -> &str {
+    raw.split_once('=').map_or(raw, |(k, _)| k)
 }
 
 /// Builds the parse options from `--env`, `--env-file` and `--secret`.
@@ -45,7 +44,7 @@ pub fn parse_options(
 ) -> Result<ParseOptions, LoadError> {
     let mut env_overrides: IndexMap<String, String> = IndexMap::new();
     if let Some(file) = env_file {
-        let text = std::fs::read_to_string(file).map_err(|e| {
+        let text = crate::hostenv::read_text_file(file).map_err(|e| {
             LoadError::new(format!(
                 "--env-file {}: failed to read: {e}",
                 file.display()
@@ -117,7 +116,7 @@ pub fn load(
     let parse_opts = parse_options(env, &opts.env, opts.env_file.as_deref(), &opts.secret)?;
     let (path, mut file) = if is_yaml_entrypoint(entrypoint) {
         let path = &entrypoint[0];
-        let text = std::fs::read_to_string(path)
+        let text = crate::hostenv::read_text_file(Path::new(path))
             .map_err(|e| LoadError::new(format!("failed to read task YAML {path}: {e}")))?;
         let file = sky_spec::parse_task_file(&text, &parse_opts).map_err(|d| {
             LoadError::new(format!(

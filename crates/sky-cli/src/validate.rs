@@ -9,7 +9,7 @@ use crate::{ValidateArgs, exit, hostenv::HostEnv, taskload};
 
 /// The problems of one file (empty = valid) and a one-line summary when valid.
 fn check_file(path: &std::path::Path, opts: &sky_spec::ParseOptions) -> (Vec<Diagnostic>, String) {
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::hostenv::read_text_file(path) {
         Ok(t) => t,
         Err(e) => {
             return (

@@ -220,11 +220,37 @@ impl LocalProvider {
             num_nodes: req.num_nodes,
             instance_type: LOCAL_INSTANCE_TYPE.into(),
             use_spot: req.use_spot,
-            provider_config: serde_json::json!({
-                "root": self.layout.root,
-                "sky_binary": self.sky_binary,
-            }),
+            provider_config: self.provider_config(),
         }
+    }
+
+    /// The provider's part of every handle it returns.
+    fn provider_config(&self) -> serde_json::Value {
+        serde_json::json!({
+            "root": self.layout.root,
+            "sky_binary": self.sky_binary,
+        })
+    }
+
+    /// The handle of the cluster whose nodes live under `<root>/<name_on_cloud>`, from the
+    /// nodes' own metadata; `None` when no node of it is left.
+    fn discovered_handle(&self, name_on_cloud: &str) -> Option<ClusterHandle> {
+        let metas = self.node_metas(name_on_cloud);
+        let first = metas.first()?;
+        if first.cluster_name_on_cloud != name_on_cloud {
+            return None;
+        }
+        Some(ClusterHandle {
+            cloud: LOCAL_CLOUD_ID.into(),
+            cluster_name: first.cluster_name.clone(),
+            cluster_name_on_cloud: name_on_cloud.to_owned(),
+            region: first.region.clone(),
+            zone: Some(first.zone.clone()),
+            num_nodes: u32::try_from(metas.len()).unwrap_or(u32::MAX),
+            instance_type: LOCAL_INSTANCE_TYPE.into(),
+            use_spot: first.use_spot,
+            provider_config: self.provider_config(),
+        })
     }
 
     async fn try_zone(
@@ -305,7 +331,14 @@ impl LocalProvider {
 
     fn create_nodes(&self, req: &ProvisionRequest, zone: &ZoneConfig) -> std::io::Result<()> {
         let name = &req.cluster_name_on_cloud;
-        std::fs::create_dir_all(self.layout.cluster_dir(name))?;
+        // Owner-only: the nodes' homes below hold tokens, job specs and logs.
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(self.layout.cluster_dir(name))?;
+        }
         let now = process::now_unix();
         for rank in 0..req.num_nodes {
             let dir = self.layout.node_dir(name, rank);
@@ -507,6 +540,34 @@ impl CloudProvider for LocalProvider {
                 })
             })
             .collect()
+    }
+
+    /// One handle per directory under the root with a node's `.sky/node.json` (running or
+    /// stopped), by cluster name: a listing, no process is contacted.
+    async fn discover_clusters(&self) -> Result<Vec<ClusterHandle>, ProvisionError> {
+        let entries = match std::fs::read_dir(&self.layout.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(ProvisionError::other(format!(
+                    "list the local clusters under {}: {e}",
+                    self.layout.root.display()
+                )));
+            }
+        };
+        let mut found: Vec<ClusterHandle> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_str()?.to_owned();
+                nodes::valid_name(&name).then_some(())?;
+                self.discovered_handle(&name)
+            })
+            .collect();
+        found.sort_by(|a, b| {
+            (&a.cluster_name, &a.cluster_name_on_cloud)
+                .cmp(&(&b.cluster_name, &b.cluster_name_on_cloud))
+        });
+        Ok(found)
     }
 
     async fn run_instances(&self, req: &ProvisionRequest) -> Result<ClusterHandle, ProvisionError> {

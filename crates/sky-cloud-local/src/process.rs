@@ -157,7 +157,7 @@ pub(crate) fn spawn_detached(
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .mode(0o644)
+        .mode(0o600)
         .open(log)?;
     let err = out.try_clone()?;
     let build = |with_setsid: bool| {

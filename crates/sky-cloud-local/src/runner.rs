@@ -171,7 +171,7 @@ pub fn copy_tree(src: &Path, dst: &Path, into_dir: bool) -> Result<(), RunnerErr
     };
     if meta.is_dir() {
         std::fs::create_dir_all(dst).map_err(io_err("create", dst))?;
-        copy_dir_contents(src, dst)
+        copy_dir_contents(src, dst, 0)
     } else {
         let target = if into_dir || dst.is_dir() {
             std::fs::create_dir_all(dst).map_err(io_err("create", dst))?;
@@ -186,7 +186,9 @@ pub fn copy_tree(src: &Path, dst: &Path, into_dir: bool) -> Result<(), RunnerErr
     }
 }
 
-fn copy_dir_contents(src: &Path, dst: &Path) -> Result<(), RunnerError> {
+/// `depth`: how far `src` is below the root of the copy. Symlinks that would lead out of the
+/// tree are not copied (`sky_provider::link_stays_inside`; the launcher warns about them).
+fn copy_dir_contents(src: &Path, dst: &Path, depth: usize) -> Result<(), RunnerError> {
     let entries = std::fs::read_dir(src)
         .map_err(|e| RunnerError::io(format!("list {}", src.display()), e))?;
     for entry in entries {
@@ -201,7 +203,11 @@ fn copy_dir_contents(src: &Path, dst: &Path) -> Result<(), RunnerError> {
             }
             std::fs::create_dir_all(&to)
                 .map_err(|e| RunnerError::io(format!("create {}", to.display()), e))?;
-            copy_dir_contents(&from, &to)?;
+            copy_dir_contents(&from, &to, depth + 1)?;
+        } else if meta.file_type().is_symlink()
+            && !std::fs::read_link(&from).is_ok_and(|t| sky_provider::link_stays_inside(&t, depth))
+        {
+            continue;
         } else {
             copy_entry(&from, &to, &meta)?;
         }

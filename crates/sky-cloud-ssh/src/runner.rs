@@ -297,6 +297,9 @@ impl CommandRunner for SshRunner {
             .join(" ");
         let out = tokio::process::Command::new("rsync")
             .arg("-az")
+            // Links that lead out of the tree are not copied (as the local cloud; the
+            // launcher warns about them).
+            .arg("--safe-links")
             .arg("-e")
             .arg(ssh)
             .arg(format!(

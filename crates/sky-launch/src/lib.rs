@@ -12,9 +12,13 @@
 //! progress goes through a [`Reporter`].
 
 mod failover;
+mod lock;
+mod recover;
 mod runtime;
 
-pub use runtime::local_uploads;
+pub use lock::{ClusterLock, lock_cluster, try_lock_cluster};
+pub use recover::RECOVERED_EVENT;
+pub use runtime::{AgentHealth, local_uploads};
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -72,6 +76,12 @@ pub enum LaunchError {
         "the agent of cluster `{cluster}` is unreachable ({detail}); run `sky status -r {cluster}`, then `sky start {cluster}` to bring it back"
     )]
     Agent { cluster: String, detail: String },
+    /// `sky status -r` could not reach the head agent and has no proof it is gone: the
+    /// cluster's status and jobs were left as they are.
+    #[error(
+        "the agent of cluster `{cluster}` is unreachable ({detail}); its status and jobs are left as they are: try again later, or `sky down {cluster}` to remove it"
+    )]
+    Unreachable { cluster: String, detail: String },
     #[error("state database: {0}")]
     State(#[from] sky_state::Error),
     #[error("interrupted; the cluster is recorded and `sky down` removes what was created")]
@@ -114,6 +124,8 @@ pub struct Backend {
     /// Environment every agent gets, remote ones too.
     pub agent_env: Vec<(String, String)>,
     pub user: String,
+    /// Where the per-cluster lock files live (`~/.sky/locks`); see [`lock_cluster`].
+    pub lock_dir: PathBuf,
 }
 
 impl std::fmt::Debug for Backend {
@@ -172,6 +184,17 @@ impl Backend {
         })
     }
 
+    /// Takes the cluster's lock, saying so through `rep` when another command holds it.
+    async fn lock(&self, cluster: &str, rep: &dyn Reporter) -> Result<ClusterLock, LaunchError> {
+        lock_cluster(&self.lock_dir, cluster, || {
+            rep.step(&format!(
+                "Waiting for another sky command on cluster {cluster} to finish (it holds {})",
+                self.lock_dir.join(format!("{cluster}.lock")).display()
+            ));
+        })
+        .await
+    }
+
     pub async fn record(&self, name: &str) -> Result<ClusterRecord, LaunchError> {
         self.state
             .get_cluster(name)
@@ -195,6 +218,9 @@ impl Backend {
         opts: &LaunchOptions,
         rep: &dyn Reporter,
     ) -> Result<Submitted, LaunchError> {
+        // Held until the job is submitted: a concurrent launch of the same name waits, then
+        // finds the cluster UP and reuses it.
+        let _lock = self.lock(&opts.cluster, rep).await?;
         let existing = self.state.get_cluster(&opts.cluster).await?;
         let handle = match existing {
             Some(rec) if rec.status == ClusterStatus::Up => {
@@ -208,7 +234,7 @@ impl Backend {
             }
             Some(rec) if rec.status == ClusterStatus::Stopped => {
                 runtime::check_compatible(task, &rec, &Self::stored_handle(&rec)?)?;
-                self.start(&opts.cluster, rep).await?
+                self.start_locked(&opts.cluster, rep).await?
             }
             Some(rec) => {
                 // INIT: a previous launch did not finish. Retry in its place.
@@ -239,7 +265,7 @@ impl Backend {
         // After the submit, so the queued job already counts as activity: set before it, a
         // short idle limit could fire between the two.
         if let Some(idle) = opts.idle_minutes {
-            self.set_autostop(&opts.cluster, idle, opts.down, task_wait_for(task))
+            self.set_autostop_locked(&opts.cluster, idle, opts.down, task_wait_for(task))
                 .await?;
         }
         Ok(Submitted {
@@ -257,6 +283,7 @@ impl Backend {
         command_line: &str,
         rep: &dyn Reporter,
     ) -> Result<Submitted, LaunchError> {
+        let _lock = self.lock(cluster, rep).await?;
         let rec = self.record(cluster).await?;
         if rec.status != ClusterStatus::Up {
             return Err(LaunchError::Invalid(format!(
@@ -323,7 +350,8 @@ impl Backend {
                 .map(|a| (a.name.clone(), a.count)),
             cpus: first.cpus.map(|q| q.value),
             run_setup,
-            secret_keys: Vec::new(),
+            // The head keeps these values off its disk and out of its logs.
+            secret_keys: task.secrets.keys().cloned().collect(),
         };
         if spec.num_nodes > handle.provider.num_nodes {
             return Err(LaunchError::Invalid(format!(
@@ -386,7 +414,21 @@ impl Backend {
         c.cancel(&ids, all).await.map_err(|e| agent_err(cluster, e))
     }
 
+    /// `sky autostop`: sets (or with `idle_minutes < 0` cancels) the cluster's autostop.
     pub async fn set_autostop(
+        &self,
+        cluster: &str,
+        idle_minutes: i64,
+        down: bool,
+        wait_for: sky_agent::WaitFor,
+        rep: &dyn Reporter,
+    ) -> Result<(), LaunchError> {
+        let _lock = self.lock(cluster, rep).await?;
+        self.set_autostop_locked(cluster, idle_minutes, down, wait_for)
+            .await
+    }
+
+    async fn set_autostop_locked(
         &self,
         cluster: &str,
         idle_minutes: i64,
@@ -440,6 +482,7 @@ impl Backend {
 
     /// `sky stop`.
     pub async fn stop(&self, cluster: &str, rep: &dyn Reporter) -> Result<(), LaunchError> {
+        let _lock = self.lock(cluster, rep).await?;
         let rec = self.record(cluster).await?;
         let h = Self::stored_handle(&rec)?;
         let p = self.provider(&h.provider.cloud)?;
@@ -474,11 +517,32 @@ impl Backend {
         cluster: &str,
         rep: &dyn Reporter,
     ) -> Result<StoredHandle, LaunchError> {
+        let _lock = self.lock(cluster, rep).await?;
+        self.start_locked(cluster, rep).await
+    }
+
+    async fn start_locked(
+        &self,
+        cluster: &str,
+        rep: &dyn Reporter,
+    ) -> Result<StoredHandle, LaunchError> {
         let rec = self.record(cluster).await?;
         let h = Self::stored_handle(&rec)?;
-        if rec.status == ClusterStatus::Up && runtime::agent_alive(self, cluster, &h).await {
-            rep.done(&format!("Cluster {cluster} is already UP"));
-            return Ok(h);
+        if rec.status == ClusterStatus::Up {
+            match runtime::agent_health(self, cluster, &h).await {
+                AgentHealth::Alive => {
+                    rep.done(&format!("Cluster {cluster} is already UP"));
+                    return Ok(h);
+                }
+                // Starting agents beside one that still runs would give the node two heads.
+                AgentHealth::Unreachable(detail) => {
+                    return Err(LaunchError::Agent {
+                        cluster: cluster.to_string(),
+                        detail,
+                    });
+                }
+                AgentHealth::Gone(_) => {}
+            }
         }
         let p = self.provider(&h.provider.cloud)?;
         rep.step(&format!("Starting cluster {cluster}"));
@@ -510,6 +574,7 @@ impl Backend {
         purge: bool,
         rep: &dyn Reporter,
     ) -> Result<(), LaunchError> {
+        let _lock = self.lock(cluster, rep).await?;
         let rec = self.record(cluster).await?;
         let h = Self::stored_handle(&rec)?;
         rep.step(&format!("Terminating cluster {cluster}"));
@@ -535,7 +600,12 @@ impl Backend {
     }
 
     /// `sky status -r`: asks the providers and agents for the truth and updates state.
+    /// A cluster another command holds the lock of (a launch in progress, say) is returned as
+    /// recorded: its truth is being changed.
     pub async fn refresh(&self, cluster: &str) -> Result<Option<ClusterRecord>, LaunchError> {
+        let Some(_lock) = try_lock_cluster(&self.lock_dir, cluster)? else {
+            return Ok(Some(self.record(cluster).await?));
+        };
         let rec = self.record(cluster).await?;
         let h = Self::stored_handle(&rec)?;
         let p = self.provider(&h.provider.cloud)?;
@@ -566,20 +636,30 @@ impl Backend {
         let status = if nodes.iter().all(|n| n.state == InstanceState::Stopped) {
             ClusterStatus::Stopped
         } else if nodes.iter().all(|n| n.state == InstanceState::Running) {
-            if runtime::agent_alive(self, cluster, &h).await {
-                ClusterStatus::Up
-            } else {
-                // The head agent is gone: its jobs lost their driver.
-                runtime::mark_orphans(p.as_ref(), &h, &nodes).await;
-                self.state
-                    .add_event(
-                        cluster,
-                        "AGENT_DOWN",
-                        "the head agent is not running; non-terminal jobs are FAILED_DRIVER",
-                        t,
-                    )
-                    .await?;
-                ClusterStatus::Init
+            match runtime::agent_health(self, cluster, &h).await {
+                AgentHealth::Alive => ClusterStatus::Up,
+                AgentHealth::Gone(detail) => {
+                    // The head agent is gone: its jobs lost their driver.
+                    runtime::mark_orphans(p.as_ref(), &h, &nodes).await;
+                    self.state
+                        .add_event(
+                            cluster,
+                            "AGENT_DOWN",
+                            &format!(
+                                "the head agent is not running ({detail}); non-terminal jobs are FAILED_DRIVER"
+                            ),
+                            t,
+                        )
+                        .await?;
+                    ClusterStatus::Init
+                }
+                // No proof it is gone: nothing is changed, nothing is killed.
+                AgentHealth::Unreachable(detail) => {
+                    return Err(LaunchError::Unreachable {
+                        cluster: cluster.to_string(),
+                        detail,
+                    });
+                }
             }
         } else {
             ClusterStatus::Init
@@ -668,10 +748,21 @@ fn task_wait_for(task: &Task) -> sky_agent::WaitFor {
     }
 }
 
-fn agent_err(cluster: &str, e: impl std::fmt::Display) -> LaunchError {
-    LaunchError::Agent {
-        cluster: cluster.to_string(),
-        detail: e.to_string(),
+/// An agent client's error as the launcher reports it: what the agent refused (or what the
+/// client would not send) is the caller's to fix; anything else means the agent was not
+/// reached.
+fn agent_err(cluster: &str, e: sky_agent::AgentError) -> LaunchError {
+    match e {
+        sky_agent::AgentError::RequestTooLarge { .. } => {
+            LaunchError::Invalid(format!("cluster `{cluster}`: {e}"))
+        }
+        sky_agent::AgentError::Remote(message) => LaunchError::Provider(format!(
+            "the agent of cluster `{cluster}` refused: {message}"
+        )),
+        e => LaunchError::Agent {
+            cluster: cluster.to_string(),
+            detail: e.to_string(),
+        },
     }
 }
 

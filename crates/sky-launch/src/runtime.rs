@@ -156,8 +156,9 @@ impl NodeStarter<'_> {
         let head = cluster_file.is_some();
         let err = |detail: &str| agent_start_err(cluster, node, detail);
         if let Some(cluster_file) = cluster_file {
+            // Written whole, then renamed: a reader never sees half a file.
             let script = format!(
-                "mkdir -p ~/.sky && cat > ~/.sky/cluster.json <<'SKY_CLUSTER_EOF'\n{cluster_file}\nSKY_CLUSTER_EOF\n"
+                "umask 077 && mkdir -p ~/.sky && cat > ~/.sky/cluster.json.$$ <<'SKY_CLUSTER_EOF'\n{cluster_file}\nSKY_CLUSTER_EOF\nmv -f ~/.sky/cluster.json.$$ ~/.sky/cluster.json\n"
             );
             let (code, out) = run_quiet(runner, &script).await.map_err(|e| err(&e))?;
             if code != 0 {
@@ -166,7 +167,7 @@ impl NodeStarter<'_> {
         }
         let (code, out) = run_quiet(
             runner,
-            "mkdir -p ~/.sky && rm -f ~/.sky/agent.addr ~/.sky/agent.token ~/.sky/self_stop.json",
+            "mkdir -p ~/.sky && rm -f ~/.sky/agent.addr ~/.sky/agent.pid ~/.sky/agent.token ~/.sky/self_stop.json",
         )
         .await
         .map_err(|e| err(&e))?;
@@ -216,10 +217,19 @@ impl NodeStarter<'_> {
                 ".sky/cluster.json".into(),
             ]);
         }
-        runner
+        let pid = runner
             .spawn_detached(&argv, &env, ".sky/agent.log")
             .await
             .map_err(|e| err(&e.to_string()))?;
+        if head {
+            // What `sky status -r` checks before it declares the agent gone.
+            let (code, out) = run_quiet(runner, &format!("echo {pid} > ~/.sky/agent.pid"))
+                .await
+                .map_err(|e| err(&e))?;
+            if code != 0 {
+                return Err(err(&out));
+            }
+        }
         wait_agent_addr(runner).await.map_err(|e| err(&e))
     }
 }
@@ -416,16 +426,71 @@ async fn agent_addr_here(
         .map_err(|e| agent_err(e.to_string()))
 }
 
-pub(crate) async fn agent_alive(backend: &Backend, cluster: &str, h: &StoredHandle) -> bool {
-    let ping = async {
-        let c = reach_agent(backend, cluster, h).await.ok()?;
-        c.ping().await.ok()
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(8), ping).await,
-        Ok(Some(_))
-    )
+/// What the client can tell of a cluster's head agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentHealth {
+    /// It answered a ping.
+    Alive,
+    /// Proven gone: its recorded process is not running on the head (or nothing was started).
+    Gone(String),
+    /// No answer, but no proof it is gone (busy, paused, a slow network): its jobs are left
+    /// alone.
+    Unreachable(String),
 }
+
+/// How long a ping may take before the agent counts as not answering.
+const PING_TIMEOUT: Duration = Duration::from_secs(8);
+/// How long the check of the agent's process on the head may take.
+const PROOF_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Pings the head agent; when it does not answer, looks for proof that it is gone (its
+/// recorded process no longer runs on the head). A timeout alone is never proof.
+pub(crate) async fn agent_health(
+    backend: &Backend,
+    cluster: &str,
+    h: &StoredHandle,
+) -> AgentHealth {
+    let ping = async {
+        let c = reach_agent(backend, cluster, h)
+            .await
+            .map_err(|e| e.to_string())?;
+        c.ping().await.map_err(|e| e.to_string())
+    };
+    let detail = match tokio::time::timeout(PING_TIMEOUT, ping).await {
+        Ok(Ok(_)) => return AgentHealth::Alive,
+        Ok(Err(e)) => e,
+        Err(_) => format!("no answer in {} s", PING_TIMEOUT.as_secs()),
+    };
+    let proof = async {
+        let p = backend.provider(&h.provider.cloud).ok()?;
+        let nodes = p.query_instances(&h.provider).await.ok()?;
+        let runner = p.command_runner(&h.provider, nodes.first()?).ok()?;
+        let (code, out) = run_quiet(runner.as_ref(), AGENT_PROCESS_CHECK).await.ok()?;
+        (code == 0).then(|| out.trim().lines().last().unwrap_or("").to_string())
+    };
+    match tokio::time::timeout(PROOF_TIMEOUT, proof).await {
+        Ok(Some(s)) if s == "gone" => AgentHealth::Gone(format!(
+            "its process is not running on the head node ({detail})"
+        )),
+        Ok(Some(s)) if s == "running" => AgentHealth::Unreachable(format!(
+            "its process is running on the head node but does not answer ({detail})"
+        )),
+        _ => AgentHealth::Unreachable(format!(
+            "{detail}; whether its process still runs could not be checked"
+        )),
+    }
+}
+
+/// Prints `running`, `gone`, or `unknown` (no pid recorded) for the head agent's process. A
+/// zombie (killed, not yet reaped by its parent) is gone.
+const AGENT_PROCESS_CHECK: &str = r#"if [ ! -f ~/.sky/agent.pid ]; then echo unknown; exit 0; fi
+pid=$(cat ~/.sky/agent.pid)
+if [ -r "/proc/$pid/stat" ]; then
+  state=$(sed 's/.*) //' "/proc/$pid/stat" | cut -c1)
+  if [ "$state" = Z ]; then echo gone; else echo running; fi
+elif kill -0 "$pid" 2>/dev/null; then echo running
+else echo gone
+fi"#;
 
 /// Marks the head's non-terminal jobs FAILED_DRIVER when its agent is gone.
 pub(crate) async fn mark_orphans(p: &dyn CloudProvider, h: &StoredHandle, nodes: &[InstanceInfo]) {
@@ -458,6 +523,23 @@ pub(crate) async fn sync(
         ))
     })?;
     for (src, dst) in &uploads {
+        let leaving = sky_provider::links_leaving(src);
+        if !leaving.is_empty() {
+            rep.done(&format!(
+                "warning: {} symlink{} in {} point{} outside it and {} not synced: {}",
+                leaving.len(),
+                if leaving.len() == 1 { "" } else { "s" },
+                src.display(),
+                if leaving.len() == 1 { "s" } else { "" },
+                if leaving.len() == 1 { "is" } else { "are" },
+                leaving
+                    .iter()
+                    .take(5)
+                    .map(|(p, t)| format!("{} -> {}", p.display(), t.display()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         rep.step(&format!(
             "Syncing {} -> {dst} on {} node{}",
             src.display(),

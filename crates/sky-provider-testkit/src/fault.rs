@@ -161,6 +161,10 @@ impl CloudProvider for FaultInjector {
         self.inner.check_credentials().await
     }
 
+    async fn discover_clusters(&self) -> Result<Vec<ClusterHandle>, ProvisionError> {
+        self.inner.discover_clusters().await
+    }
+
     async fn run_instances(&self, req: &ProvisionRequest) -> Result<ClusterHandle, ProvisionError> {
         self.check(Op::RunInstances, &req.region, req.zone.as_deref())?;
         self.inner.run_instances(req).await

@@ -323,6 +323,17 @@ pub trait CloudProvider: Send + Sync + fmt::Debug + 'static {
         None
     }
 
+    /// The clusters this provider can find from its own records (node metadata, instance
+    /// tags), without sky's state database: one handle per cluster of which some node still
+    /// exists, in any state, equal to the handle [`CloudProvider::run_instances`] returned for
+    /// it (`provider_config` included). The launcher adopts those its database lost
+    /// (`Backend::adopt_lost_clusters`), so this is called by many commands: it MUST be cheap
+    /// (a listing, no node contacted) and MUST NOT change anything. Default: none (a cloud
+    /// that cannot list its clusters).
+    async fn discover_clusters(&self) -> Result<Vec<ClusterHandle>, ProvisionError> {
+        Ok(Vec::new())
+    }
+
     /// Creates (or resumes) the nodes; on error it MUST have cleaned up what it created.
     async fn run_instances(&self, req: &ProvisionRequest) -> Result<ClusterHandle, ProvisionError>;
 
@@ -535,8 +546,84 @@ impl ProviderRegistry {
     }
 }
 
+/// Whether a symlink found `depth` directories below the root of a tree being uploaded (0: in
+/// the root itself), pointing at `target`, stays inside that tree. Uploads copy only such
+/// links (rsync's `--safe-links`): an absolute link, or one that climbs out with `..`, is left
+/// out, so nothing sky syncs can reach outside the tree through it. Lexical: the target need
+/// not exist.
+pub fn link_stays_inside(target: &Path, depth: usize) -> bool {
+    use std::path::Component;
+    let mut level = depth;
+    for c in target.components() {
+        match c {
+            Component::Normal(_) => level += 1,
+            Component::CurDir => {}
+            Component::ParentDir => match level.checked_sub(1) {
+                Some(l) => level = l,
+                None => return false,
+            },
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
+}
+
+/// The symlinks under `root` that [`link_stays_inside`] refuses, as `(path, target)`; empty
+/// when `root` is a file or has none. Unreadable entries are skipped (the upload reports them).
+pub fn links_leaving(root: &Path) -> Vec<(PathBuf, PathBuf)> {
+    fn walk(dir: &Path, depth: usize, out: &mut Vec<(PathBuf, PathBuf)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.file_type().is_symlink() {
+                if let Ok(target) = std::fs::read_link(&path)
+                    && !link_stays_inside(&target, depth)
+                {
+                    out.push((path, target));
+                }
+            } else if meta.is_dir() {
+                walk(&path, depth + 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if std::fs::metadata(root).is_ok_and(|m| m.is_dir()) {
+        walk(root, 0, &mut out);
+    }
+    out.sort();
+    out
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn links_that_leave_the_tree_are_found() {
+        assert!(link_stays_inside(Path::new("a/b"), 0));
+        assert!(link_stays_inside(Path::new("../x"), 1));
+        assert!(!link_stays_inside(Path::new("../x"), 0));
+        assert!(!link_stays_inside(Path::new("a/../../x"), 0));
+        assert!(!link_stays_inside(Path::new("/etc/passwd"), 3));
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::os::unix::fs::symlink("../.sky", root.join("evil")).unwrap();
+        std::os::unix::fs::symlink("/tmp", root.join("sub/abs")).unwrap();
+        std::os::unix::fs::symlink("../evil", root.join("sub/ok")).unwrap();
+        std::os::unix::fs::symlink("sub", root.join("fine")).unwrap();
+        assert_eq!(
+            links_leaving(root),
+            vec![
+                (root.join("evil"), PathBuf::from("../.sky")),
+                (root.join("sub/abs"), PathBuf::from("/tmp")),
+            ]
+        );
+    }
     use super::*;
 
     #[derive(Debug)]
@@ -618,6 +705,7 @@ mod tests {
                 .unwrap_err();
             assert_eq!(e.kind, ProvisionErrorKind::NotSupported);
             assert!(p.cleanup_ports(&h).await.is_ok());
+            assert!(p.discover_clusters().await.unwrap().is_empty());
         });
         assert!(p.offerings().is_empty());
     }

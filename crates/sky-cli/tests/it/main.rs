@@ -482,5 +482,7 @@ fn with_no_credentials_the_local_cloud_plans() {
 #[cfg(feature = "aws")]
 mod aws;
 mod clusters;
+mod hardening;
+mod recover;
 mod sched;
 mod ssh;

@@ -151,6 +151,7 @@ async fn world(
         hook_env: Vec::new(),
         agent_env: Vec::new(),
         user: USER.into(),
+        lock_dir: dir.path().join("locks"),
     };
     World {
         backend,

@@ -1,6 +1,7 @@
 //! Integration tests of the local cloud: real processes, temporary roots.
 
 mod capacity;
+mod discover;
 mod failures;
 mod lifecycle;
 mod runner;
