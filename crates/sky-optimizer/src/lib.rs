@@ -22,7 +22,7 @@ use sky_catalog::{Catalog, cloud_display_name};
 use sky_spec::{AcceleratorRequest, ResourceChoice, Resources, Task};
 
 pub use pipeline::{PipelinePlan, egress_cost, optimize_pipeline};
-pub use validate::validate_task;
+pub use validate::{Finding, Severity, check_task, validate_task};
 
 use feasible::{Feasible, expand, feasible, is_tpu};
 

@@ -173,18 +173,47 @@ fn lower_first(s: &str) -> String {
     }
 }
 
+/// How serious a catalog finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Severity {
+    /// Wrong wherever the task runs: a region or zone that does not exist (or does not belong
+    /// together), an instance type several clouds offer with no cloud named.
+    Error,
+    /// A name the bundled catalogs lack (an accelerator, an instance type). The file is valid,
+    /// as SkyPilot's loader says: a Kubernetes cluster or an SSH node pool may offer it, and
+    /// catalogs age. `sky launch` on the catalog clouds refuses it; `sky validate` warns.
+    Warning,
+}
+
+/// One catalog finding: its severity and the problem, with its YAML path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    pub diagnostic: Diagnostic,
+}
+
 /// Catalog-only checks of a task, with every bundled cloud treated as enabled (except the
-/// ambiguity of a bare region, which depends on the enabled clouds): unknown
-/// accelerator names (with close names), regions and zones that do not exist (or do not belong
-/// together), instance types a cloud does not offer, and ambiguous cloud inference. Returns
-/// every problem found; empty means valid.
-pub fn validate_task(catalog: &Catalog, task: &Task) -> Vec<Diagnostic> {
+/// ambiguity of a bare region, which depends on the enabled clouds): unknown accelerator names
+/// (with close names) and instance types no catalog offers ([`Severity::Warning`]); regions
+/// and zones that do not exist (or do not belong together) and ambiguous cloud inference
+/// ([`Severity::Error`]). Returns every finding, in YAML order; empty means valid.
+pub fn check_task(catalog: &Catalog, task: &Task) -> Vec<Finding> {
     let enabled = ordered_clouds(catalog, sky_catalog::BUNDLED_CLOUDS);
     let mut out = Vec::new();
     let (kind, cands) = match &task.resources {
         ResourceChoice::Single(r) => (None, std::slice::from_ref(r)),
         ResourceChoice::AnyOf(v) => (Some("any_of"), v.as_slice()),
         ResourceChoice::Ordered(v) => (Some("ordered"), v.as_slice()),
+    };
+    let mut push = |severity, path: String, message: String| {
+        out.push(Finding {
+            severity,
+            diagnostic: Diagnostic {
+                path,
+                message,
+                line_col: None,
+            },
+        });
     };
     for (i, r) in cands.iter().enumerate() {
         let base = match kind {
@@ -200,11 +229,11 @@ pub fn validate_task(catalog: &Catalog, task: &Task) -> Vec<Diagnostic> {
             } else {
                 format!("; did you mean: {}?", close.join(", "))
             };
-            out.push(Diagnostic {
-                path: format!("{base}.accelerators"),
-                message: format!("unknown accelerator '{}'{hint}", a.name),
-                line_col: None,
-            });
+            push(
+                Severity::Warning,
+                format!("{base}.accelerators"),
+                format!("unknown accelerator '{}'{hint}", a.name),
+            );
         }
         if let Err((field, msg)) = resolve_field(catalog, r, &enabled) {
             // Whether a bare region names one cloud depends on which clouds are enabled, so
@@ -213,14 +242,24 @@ pub fn validate_task(catalog: &Catalog, task: &Task) -> Vec<Diagnostic> {
             if msg.starts_with("Cannot infer cloud") {
                 continue;
             }
-            out.push(Diagnostic {
-                path: format!("{base}.{field}"),
-                message: lower_first(&msg),
-                line_col: None,
-            });
+            // An instance type no catalog offers (as opposed to one several clouds offer).
+            let severity = if field == "instance_type" && msg.starts_with("Invalid instance type") {
+                Severity::Warning
+            } else {
+                Severity::Error
+            };
+            push(severity, format!("{base}.{field}"), lower_first(&msg));
         }
     }
     out
+}
+
+/// Every catalog finding of [`check_task`], warnings included: what `sky launch` refuses.
+pub fn validate_task(catalog: &Catalog, task: &Task) -> Vec<Diagnostic> {
+    check_task(catalog, task)
+        .into_iter()
+        .map(|f| f.diagnostic)
+        .collect()
 }
 
 #[cfg(test)]
@@ -301,5 +340,78 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(validate_task(c, &t)[0].path, "$.resources.region");
+    }
+
+    fn severities(t: &Task) -> Vec<(Severity, String)> {
+        check_task(Catalog::bundled(), t)
+            .into_iter()
+            .map(|f| (f.severity, f.diagnostic.path))
+            .collect()
+    }
+
+    #[test]
+    fn names_the_catalogs_lack_are_warnings() {
+        let t = single(Resources {
+            accelerators: Some(AcceleratorRequest {
+                name: "Z9000".into(),
+                count: 1.0,
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            severities(&t),
+            vec![(Severity::Warning, "$.resources.accelerators".to_owned())]
+        );
+        for cloud in [Some("aws"), None] {
+            let t = single(Resources {
+                cloud: cloud.map(String::from),
+                instance_type: Some("my-custom-node".into()),
+                ..Default::default()
+            });
+            assert_eq!(
+                severities(&t),
+                vec![(Severity::Warning, "$.resources.instance_type".to_owned())],
+                "{cloud:?}"
+            );
+            // `sky launch` still refuses it, with SkyPilot's message.
+            let d = validate_task(Catalog::bundled(), &t);
+            assert!(
+                d[0].message
+                    .starts_with("invalid instance type 'my-custom-node'"),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_locations_stay_errors() {
+        let t = Task {
+            resources: ResourceChoice::AnyOf(vec![
+                Resources {
+                    cloud: Some("gcp".into()),
+                    region: Some("us-central1".into()),
+                    zone: Some("us-east1-b".into()),
+                    ..Default::default()
+                },
+                Resources {
+                    accelerators: Some(AcceleratorRequest {
+                        name: "Z9000".into(),
+                        count: 1.0,
+                    }),
+                    ..Default::default()
+                },
+            ]),
+            ..Default::default()
+        };
+        assert_eq!(
+            severities(&t),
+            vec![
+                (Severity::Error, "$.resources.any_of[0].region".to_owned()),
+                (
+                    Severity::Warning,
+                    "$.resources.any_of[1].accelerators".to_owned()
+                ),
+            ]
+        );
     }
 }

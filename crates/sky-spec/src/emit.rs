@@ -79,17 +79,23 @@ fn task_yaml(t: &Task, redact: bool) -> Yaml {
     }
     put(&mut h, "num_nodes", int(u64::from(t.num_nodes)));
     put(&mut h, "resources", choice_yaml(&t.resources));
-    if !t.envs.is_empty() {
+    if !t.envs.is_empty() || !t.required_envs.is_empty() {
         let mut e = Hash::new();
         for (k, v) in &t.envs {
             put(&mut e, k, s(v));
         }
+        for k in &t.required_envs {
+            put(&mut e, k, Yaml::Null);
+        }
         put(&mut h, "envs", Yaml::Hash(e));
     }
-    if !t.secrets.is_empty() || !t.secret_refs.is_empty() {
+    if !t.secrets.is_empty() || !t.secret_refs.is_empty() || !t.required_secrets.is_empty() {
         let mut e = Hash::new();
         for (k, v) in &t.secrets {
             put(&mut e, k, s(if redact { REDACTED } else { v }));
+        }
+        for k in &t.required_secrets {
+            put(&mut e, k, Yaml::Null);
         }
         for r in &t.secret_refs {
             put(&mut e, r, Yaml::Null);

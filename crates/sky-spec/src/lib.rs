@@ -43,10 +43,23 @@ pub struct ParseOptions {
     pub secret_overrides: IndexMap<String, String>,
 }
 
-/// Parses and validates a task file (one task, or a multi-document pipeline). Every problem
-/// is reported, each with its YAML path.
+/// Parses and validates a task file (one task, or a multi-document pipeline) for running it:
+/// SkyPilot's loader rules plus what SkyPilot checks when it runs the task (every env and
+/// secret written as null has been given a value by `--env` / `--secret`; storage objects can
+/// be constructed: a name or a source, a source for COPY, a bucket name for a local source, no
+/// URI as the name or in a list source). Every problem is reported, each with its YAML path.
+/// Used by `sky launch` and `sky exec`.
 pub fn parse_task_file(text: &str, opts: &ParseOptions) -> Result<TaskFile, Diagnostics> {
-    parse::parse_task_file(text, opts)
+    parse::parse_task_file(text, opts, parse::Stage::Launch)
+}
+
+/// Checks a task file with SkyPilot's task loader rules only (`Task.from_yaml_config`), as
+/// `sky validate` does: a valid file may still need values at launch. Envs and secrets left
+/// null are listed in [`Task::required_envs`] / [`Task::required_secrets`] (they are not
+/// substituted in `${VAR}`), and the storage checks SkyPilot makes when it constructs a
+/// bucket at launch are left to [`parse_task_file`].
+pub fn check_task_file(text: &str, opts: &ParseOptions) -> Result<TaskFile, Diagnostics> {
+    parse::parse_task_file(text, opts, parse::Stage::Load)
 }
 
 /// Checks what `sky serve up` needs beyond a valid task: a `service` with a

@@ -37,6 +37,13 @@ pub struct Task {
     pub envs: IndexMap<String, String>,
     /// Inline secrets (redacted in every output).
     pub secrets: IndexMap<String, String>,
+    /// Envs written with a null value that no `--env` supplied: SkyPilot's loader accepts
+    /// them, and launch requires a value. Always empty in a task from
+    /// [`parse_task_file`](crate::parse_task_file); only
+    /// [`check_task_file`](crate::check_task_file) leaves names here.
+    pub required_envs: Vec<String>,
+    /// Like [`Task::required_envs`], for inline secrets that no `--secret` supplied.
+    pub required_secrets: Vec<String>,
     pub file_mounts: IndexMap<String, FileMount>,
     pub service: Option<Service>,
     /// `config:` overrides of `~/.sky/config.yaml`, kept as JSON.
@@ -67,6 +74,8 @@ impl Default for Task {
             run: None,
             envs: IndexMap::new(),
             secrets: IndexMap::new(),
+            required_envs: Vec::new(),
+            required_secrets: Vec::new(),
             file_mounts: IndexMap::new(),
             service: None,
             config: None,

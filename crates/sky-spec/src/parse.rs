@@ -54,6 +54,7 @@ pub(crate) const STORE_TYPES: &[&str] = &[
     "oci",
     "nebius",
     "coreweave",
+    "vastdata",
     "hf",
     "volume",
 ];
@@ -65,8 +66,22 @@ pub(crate) const FILE_MOUNT_TYPES: &[&str] = &[
 ];
 pub(crate) const LB_POLICIES: &[&str] = &["round_robin", "least_load", "instance_aware_least_load"];
 
+/// How far a task file is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// SkyPilot's task loader (`Task.from_yaml_config`): what `sky validate` accepts.
+    Load,
+    /// The loader plus what SkyPilot checks when it runs the task: required envs and
+    /// secrets have values, storage objects can be constructed.
+    Launch,
+}
+
 /// Parses a whole task file.
-pub(crate) fn parse_task_file(text: &str, opts: &ParseOptions) -> Result<TaskFile, Diagnostics> {
+pub(crate) fn parse_task_file(
+    text: &str,
+    opts: &ParseOptions,
+    stage: Stage,
+) -> Result<TaskFile, Diagnostics> {
     // Bounded: refuses huge texts, alias bombs and deep nesting before building them.
     let docs =
         crate::yaml_load::load_yaml(text).map_err(|e| Diagnostics(vec![e.to_diagnostic()]))?;
@@ -80,7 +95,7 @@ pub(crate) fn parse_task_file(text: &str, opts: &ParseOptions) -> Result<TaskFil
         0 => TaskFile::Task(Box::default()),
         1 => {
             let (i, d) = &docs[0];
-            let t = parse_doc(&mut all, d, &root(*i), opts);
+            let t = parse_doc(&mut all, d, &root(*i), opts, stage);
             TaskFile::Task(Box::new(t))
         }
         _ => {
@@ -93,7 +108,7 @@ pub(crate) fn parse_task_file(text: &str, opts: &ParseOptions) -> Result<TaskFil
             }
             let tasks = rest
                 .iter()
-                .map(|(i, d)| parse_doc(&mut all, d, &root(*i), opts))
+                .map(|(i, d)| parse_doc(&mut all, d, &root(*i), opts, stage))
                 .collect();
             TaskFile::Pipeline(Pipeline { name, tasks })
         }
@@ -267,11 +282,67 @@ fn parse_secrets(
     (inline, refs)
 }
 
-fn parse_doc(all: &mut Vec<Diagnostic>, doc: &Yaml, path: &str, opts: &ParseOptions) -> Task {
-    let mut ctx = Ctx::default();
+fn parse_doc(
+    all: &mut Vec<Diagnostic>,
+    doc: &Yaml,
+    path: &str,
+    opts: &ParseOptions,
+    stage: Stage,
+) -> Task {
+    let mut ctx = Ctx {
+        launch: stage == Stage::Launch,
+        ..Ctx::default()
+    };
     let task = parse_task(&mut ctx, doc, path, opts);
+    if stage == Stage::Launch {
+        launch_problems(&mut ctx, &task, path);
+    }
     all.extend(ctx.diags);
     task
+}
+
+/// What SkyPilot refuses when it runs a task rather than when it loads it: envs and secrets
+/// still null (required values no `--env` / `--secret` gave), and storage objects it cannot
+/// construct (`Storage.construct()`: no name and no source, COPY without a source, a URI as
+/// the name, a local source without a bucket name, a name beside a bucket URI source; a URI
+/// in a list source is refused while parsing, where the list is still known).
+fn launch_problems(ctx: &mut Ctx, t: &Task, root: &str) {
+    for k in &t.required_envs {
+        ctx.err(
+            &child(&child(root, "envs"), k),
+            format!("environment variable `{k}` is null (required): give it a value at launch with `--env {k}=VALUE` (or `--env-file`), or set one in the task YAML; to set it empty, use `{k}: \"\"` in the YAML or `--env {k}=\"\"`"),
+        );
+    }
+    for k in &t.required_secrets {
+        ctx.err(
+            &child(&child(root, "secrets"), k),
+            format!("secret `{k}` is null (required): give it a value at launch with `--secret {k}=VALUE`, or set one in the task YAML; to set it empty, use `{k}: \"\"` in the YAML or `--secret {k}=\"\"`"),
+        );
+    }
+    let mounts = child(root, "file_mounts");
+    for (dst, m) in &t.file_mounts {
+        let FileMount::Storage(s) = m else { continue };
+        let p = child(&mounts, dst);
+        if let Some(n) = s.name.as_deref().filter(|n| is_uri(n)) {
+            ctx.err(&child(&p, "name"), format!("storage name {n:?} is a URI; put a bucket URI in `source:` and leave `name:` for a bucket name"));
+        }
+        if s.source.is_empty() {
+            if s.mode == StorageMode::Copy {
+                ctx.err(
+                    &child(&p, "source"),
+                    "storage mode COPY needs a `source:` to copy from",
+                );
+            } else if s.name.is_none() {
+                ctx.err(&p, "a storage object needs `source:` or `name:` (or both)");
+            }
+        } else if s.source.len() == 1 && is_uri(&s.source[0]) {
+            if s.name.is_some() {
+                ctx.err(&child(&p, "name"), format!("a storage object whose `source` is a bucket URI ({:?}) uses that bucket; remove `name:` (a name is for a new bucket, made empty or from a local source)", s.source[0]));
+            }
+        } else if s.name.is_none() {
+            ctx.err(&child(&p, "name"), "a storage object with a local `source` is uploaded to a new bucket, which needs a `name:` (e.g. `name: my-bucket`); or use a bucket URI (`s3://...`) as the source");
+        }
+    }
 }
 
 pub(crate) fn parse_task(ctx: &mut Ctx, doc: &Yaml, path: &str, opts: &ParseOptions) -> Task {
@@ -312,15 +383,14 @@ pub(crate) fn parse_task(ctx: &mut Ctx, doc: &Yaml, path: &str, opts: &ParseOpti
         secrets.insert(k.clone(), Some(v.clone()));
     }
     t.secret_refs = refs;
+    // A null value means "required": SkyPilot's loader accepts it and launch refuses it
+    // unless `--env` / `--secret` supplies one (see `launch_problems`).
     for (k, v) in envs {
         match v {
             Some(v) => {
                 t.envs.insert(k, v);
             }
-            None => ctx.err(
-                &child(&p("envs"), &k),
-                format!("environment variable `{k}` is null (required); set a value for it in the task YAML or with `--env {k}=...`; to set it empty, use `{k}: \"\"` in the YAML or `--env {k}=\"\"`"),
-            ),
+            None => t.required_envs.push(k),
         }
     }
     for (k, v) in secrets {
@@ -328,10 +398,7 @@ pub(crate) fn parse_task(ctx: &mut Ctx, doc: &Yaml, path: &str, opts: &ParseOpti
             Some(v) => {
                 t.secrets.insert(k, v);
             }
-            None => ctx.err(
-                &child(&p("secrets"), &k),
-                format!("secret `{k}` is null (required); set a value for it in the task YAML or with `--secret {k}=...`; to set it empty, use `{k}: \"\"` in the YAML or `--secret {k}=\"\"`"),
-            ),
+            None => t.required_secrets.push(k),
         }
     }
     let vars: IndexMap<String, String> = t
@@ -605,22 +672,16 @@ fn parse_storage(ctx: &mut Ctx, h: &Hash, path: &str) -> Option<StorageSpec> {
             continue;
         }
         match k.as_str() {
-            "name" => {
-                if let Some(n) = expect_str(ctx, v, &p) {
-                    if is_uri(&n) {
-                        ctx.err(&p, format!("storage name {n:?} is a URI; put a bucket URI in `source:` and leave `name:` for a bucket name"));
-                    } else {
-                        s.name = Some(n);
-                    }
-                }
-            }
+            // A URI as the name is refused at launch (`launch_problems`), as SkyPilot's
+            // `Storage.construct()` does.
+            "name" => s.name = expect_str(ctx, v, &p),
             "source" => match v {
                 Yaml::String(x) => s.source = vec![x.clone()],
                 Yaml::Array(a) if !a.is_empty() => {
                     for (i, it) in a.iter().enumerate() {
                         let ip = index(&p, i);
                         if let Some(x) = expect_str(ctx, it, &ip) {
-                            if is_uri(&x) {
+                            if ctx.launch && is_uri(&x) {
                                 ctx.err(&ip, format!("a list `source` holds local paths only, found the URI {x:?}; use a single URI as `source` instead"));
                             }
                             s.source.push(x);
@@ -677,20 +738,25 @@ fn parse_storage(ctx: &mut Ctx, h: &Hash, path: &str) -> Option<StorageSpec> {
     if ctx.diags.len() > before {
         return None;
     }
-    if s.name.is_none() && s.source.is_empty() {
+    // SkyPilot's `Storage.from_yaml_config`: rclone knobs belong to MOUNT_CACHED only.
+    if s.mode != StorageMode::MountCached
+        && let Some(serde_json::Value::Object(c)) = &s.config
+        && c.contains_key("mount_cached")
+    {
+        let mode = if s.mode == StorageMode::Copy {
+            "COPY"
+        } else {
+            "MOUNT"
+        };
         ctx.err(
-            path,
-            "a storage object needs `source:` or `name:` (or both)",
+            &child(&child(path, "config"), "mount_cached"),
+            format!("`config.mount_cached` applies to storage mode MOUNT_CACHED only, but the mode is {mode} (MOUNT is the default); set `mode: MOUNT_CACHED` or remove `mount_cached`"),
         );
         return None;
     }
-    if s.mode == StorageMode::Copy && s.source.is_empty() {
-        ctx.err(
-            &child(path, "source"),
-            "storage mode COPY needs a `source:` to copy from",
-        );
-        return None;
-    }
+    // No name and no source, COPY without a source, a local source without a name: SkyPilot
+    // accepts these when it loads the task and refuses them when it constructs the storage
+    // at launch (`launch_problems`).
     Some(s)
 }
 
@@ -812,6 +878,13 @@ fn parse_service(ctx: &mut Ctx, y: &Yaml, path: &str) -> Option<Service> {
                     }
                 }
             }
+            // SkyPilot's service schema has `pool: true|false` (what a top-level `pool:`
+            // section becomes); a mapping is kept too.
+            "pool" if matches!(v, Yaml::Boolean(_)) => {
+                if let Some(j) = to_json(ctx, v, &p) {
+                    s.extra.insert(k.clone(), j);
+                }
+            }
             "load_balancer" | "pool" => {
                 if expect_hash(ctx, v, &p).is_some()
                     && let Some(j) = to_json(ctx, v, &p)
@@ -829,6 +902,42 @@ fn parse_service(ctx: &mut Ctx, y: &Yaml, path: &str) -> Option<Service> {
     }
     if s.replicas.is_some() && s.replica_policy.is_some() {
         ctx.err(&child(path, "replicas"), "cannot specify both `replicas` and `replica_policy`; use `replica_policy.min_replicas` for a fixed count with autoscaling off");
+    }
+    // SkyPilot's SkyServiceSpec: per-accelerator QPS targets and the instance-aware policy
+    // go together.
+    let per_accel = s
+        .replica_policy
+        .as_ref()
+        .is_some_and(|rp| !rp.target_qps_per_accelerator.is_empty());
+    let instance_aware = s.load_balancing_policy.as_deref() == Some("instance_aware_least_load");
+    if per_accel && !instance_aware {
+        ctx.err(&child(path, "load_balancing_policy"), "a per-accelerator `target_qps_per_replica` mapping needs `load_balancing_policy: instance_aware_least_load`; set it, or give `target_qps_per_replica` as one number");
+    }
+    if instance_aware && !per_accel {
+        ctx.err(&child(path, "load_balancing_policy"), "`load_balancing_policy: instance_aware_least_load` needs `replica_policy.target_qps_per_replica` as a mapping of accelerator to QPS (e.g. `{H100: 10, A100: 5}`)");
+    }
+    // Pools: `workers` instead of `replicas`, no `replica_policy`.
+    let pool = match s.extra.get("pool") {
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(_) => true,
+        None => false,
+    };
+    if s.replicas.is_some() && s.extra.contains_key("workers") {
+        ctx.err(
+            &child(path, "replicas"),
+            "cannot specify both `replicas` and `workers`; use one of them",
+        );
+    } else if pool && s.replicas.is_some() {
+        ctx.err(
+            &child(path, "replicas"),
+            "a pool sizes itself with `workers`, not `replicas`; write `workers: N`",
+        );
+    }
+    if pool && s.replica_policy.is_some() {
+        ctx.err(
+            &child(path, "replica_policy"),
+            "a pool cannot have a `replica_policy`; only `workers: N` is supported for pools",
+        );
     }
     Some(s)
 }
@@ -981,6 +1090,10 @@ fn parse_policy(ctx: &mut Ctx, y: &Yaml, path: &str) -> Option<ReplicaPolicy> {
             "target_qps_per_replica" => match v {
                 Yaml::Hash(qh) => {
                     for (ak, av) in entries(ctx, qh, &p) {
+                        if !is_qps_accelerator_key(&ak) {
+                            ctx.err(&child(&p, &ak), format!("invalid accelerator key {ak:?} in `target_qps_per_replica`; keys are upper-case accelerator names with an optional count, like `H100` or `A100:8`"));
+                            continue;
+                        }
                         match as_number(av) {
                             Some(n) if n.is_finite() && n >= 0.0 => {
                                 rp.target_qps_per_accelerator.insert(ak, n);
@@ -997,18 +1110,38 @@ fn parse_policy(ctx: &mut Ctx, y: &Yaml, path: &str) -> Option<ReplicaPolicy> {
             _ => {}
         }
     }
-    if let Some(max) = rp.max_replicas
-        && max < rp.min_replicas
-    {
-        ctx.err(
+    let min = rp.min_replicas;
+    let qps_set = rp.target_qps_per_replica.is_some() || !rp.target_qps_per_accelerator.is_empty();
+    match rp.max_replicas {
+        Some(max) if max < min => ctx.err(
             &child(path, "max_replicas"),
-            format!(
-                "max_replicas ({max}) must be greater than or equal to min_replicas ({})",
-                rp.min_replicas
-            ),
-        );
+            format!("max_replicas ({max}) must be greater than or equal to min_replicas ({min})"),
+        ),
+        // SkyPilot's SkyServiceSpec: autoscaling between two counts needs a QPS target.
+        Some(max) if max != min && !qps_set => ctx.err(
+            &child(path, "target_qps_per_replica"),
+            format!("min_replicas ({min}) and max_replicas ({max}) differ but `target_qps_per_replica` is not set; autoscaling between them needs it: set `target_qps_per_replica` (e.g. `target_qps_per_replica: 5`), or set `max_replicas` equal to `min_replicas` (or remove it) for a fixed number of replicas"),
+        ),
+        None if qps_set => ctx.err(
+            &child(path, "max_replicas"),
+            format!("`target_qps_per_replica` is set but `max_replicas` is not; autoscaling needs an upper bound: set `max_replicas` (at least min_replicas, {min}), or remove `target_qps_per_replica` for a fixed number of replicas"),
+        ),
+        _ => {}
     }
     Some(rp)
+}
+
+/// A `target_qps_per_replica` mapping key as SkyPilot's schema allows: `H100`, `A100:8`.
+fn is_qps_accelerator_key(k: &str) -> bool {
+    let (name, count) = match k.split_once(':') {
+        Some((n, c)) => (n, Some(c)),
+        None => (k, None),
+    };
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        && count.is_none_or(|c| !c.is_empty() && c.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// Checks that a task can be served by `sky serve up`.

@@ -24,7 +24,6 @@ pub(crate) const SINGLE_KEYS: &[&str] = &[
     "instance_type",
     "use_spot",
     "job_recovery",
-    "spot_recovery",
     "disk_size",
     "disk_tier",
     "network_tier",
@@ -412,7 +411,7 @@ fn parse_single(ctx: &mut Ctx, fields: &[Field], acc: Option<AcceleratorRequest>
                     r.use_spot_specified = true;
                 }
             }
-            "job_recovery" | "spot_recovery" => r.job_recovery = parse_job_recovery(ctx, v, p),
+            "job_recovery" => r.job_recovery = parse_job_recovery(ctx, v, p),
             "disk_size" => {
                 if let Some(d) = parse_disk_size(ctx, v, p) {
                     r.disk_size = d;

@@ -83,8 +83,7 @@ fn single_resource_props() -> Value {
         "memory": str_or_num(),
         "instance_type": {"type": "string"},
         "use_spot": {"type": "boolean"},
-        "job_recovery": job_recovery.clone(),
-        "spot_recovery": job_recovery,
+        "job_recovery": job_recovery,
         "disk_size": size.clone(),
         "ephemeral_storage": size,
         "disk_tier": ci_enum(&["low", "medium", "high", "ultra", "best"]),
@@ -149,7 +148,7 @@ fn service() -> Value {
             "min_replicas": {"type": "integer", "minimum": 0},
             "max_replicas": {"type": "integer", "minimum": 0},
             "num_overprovision": {"type": "integer", "minimum": 0},
-            "target_qps_per_replica": {"anyOf": [{"type": "number", "minimum": 0}, {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}}]},
+            "target_qps_per_replica": {"anyOf": [{"type": "number", "minimum": 0}, {"type": "object", "patternProperties": {"^[A-Z0-9]+(?::[0-9]+)?$": {"type": "number", "minimum": 0}}, "additionalProperties": false}]},
             "dynamic_ondemand_fallback": {"type": "boolean"},
             "base_ondemand_fallback_replicas": {"type": "integer", "minimum": 0},
             "spot_placer": ci_enum(&["dynamic_fallback"]),
@@ -161,7 +160,7 @@ fn service() -> Value {
         "tls": {"type": "object", "required": ["keyfile", "certfile"], "additionalProperties": false, "properties": {
             "keyfile": {"type": "string"}, "certfile": {"type": "string"}}},
         "load_balancer": {"type": "object"},
-        "pool": {"type": "object"},
+        "pool": {"anyOf": [{"type": "boolean"}, {"type": "object"}]},
         "workers": {"type": "integer", "minimum": 0}},
         "not": {"required": ["replicas", "replica_policy"]}})
 }

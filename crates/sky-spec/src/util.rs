@@ -13,6 +13,9 @@ pub(crate) const MAX_DEPTH: usize = 64;
 #[derive(Debug, Default)]
 pub(crate) struct Ctx {
     pub diags: Vec<Diagnostic>,
+    /// Whether launch-time checks apply too (see `parse::Stage`); false: SkyPilot's loader
+    /// rules only.
+    pub launch: bool,
 }
 
 impl Ctx {
@@ -120,6 +123,14 @@ pub(crate) fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str>
     best.map(|(c, _)| c)
 }
 
+/// Fields SkyPilot removed, the field that replaced them, and how to move over. Refused (as
+/// SkyPilot's schema refuses them) with the replacement named.
+const REMOVED_FIELDS: &[(&str, &str, &str)] = &[(
+    "spot_recovery",
+    "job_recovery",
+    "SkyPilot removed the deprecated `spot_recovery`; `job_recovery` takes the same values (e.g. `job_recovery: FAILOVER`)",
+)];
+
 /// Reports every key of `h` not in `allowed`, with a suggestion when one is close.
 pub(crate) fn check_keys(ctx: &mut Ctx, h: &Hash, path: &str, allowed: &[&str]) {
     for (k, _) in h {
@@ -131,9 +142,15 @@ pub(crate) fn check_keys(ctx: &mut Ctx, h: &Hash, path: &str, allowed: &[&str]) 
             continue;
         };
         if !allowed.contains(&key.as_str()) {
-            let msg = match suggest(&key, allowed) {
-                Some(s) => format!("unknown field `{key}`; did you mean `{s}`?"),
-                None => {
+            let removed = REMOVED_FIELDS
+                .iter()
+                .find(|(old, new, _)| *old == key && allowed.contains(new));
+            let msg = match (removed, suggest(&key, allowed)) {
+                (Some((_, new, how)), _) => {
+                    format!("unknown field `{key}`; did you mean `{new}`? {how}")
+                }
+                (None, Some(s)) => format!("unknown field `{key}`; did you mean `{s}`?"),
+                (None, None) => {
                     let public: Vec<&str> = allowed
                         .iter()
                         .copied()

@@ -6,6 +6,7 @@ mod bounds;
 mod envs;
 mod examples;
 mod fuzz;
+mod loader;
 mod mounts;
 mod props;
 

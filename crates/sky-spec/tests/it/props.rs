@@ -330,8 +330,13 @@ fn mount() -> impl Strategy<Value = FileMount> {
         ]
         .prop_map(FileMount::Source),
         (
-            opt("[a-z]{3,10}"),
-            prop::collection::vec("s3://[a-z]{3,6}", 1..2),
+            // As SkyPilot constructs storage: a bucket URI source names its bucket; a new
+            // bucket (empty, or uploaded from local paths) needs a name.
+            prop_oneof![
+                "s3://[a-z]{3,6}".prop_map(|u| (None, vec![u])),
+                ("[a-z]{3,10}", prop::collection::vec("~/[a-z]{1,6}", 1..3))
+                    .prop_map(|(n, v)| (Some(n), v)),
+            ],
             opt(prop::sample::select(&["s3", "gcs", "r2"][..])),
             any::<bool>(),
             prop::sample::select(
@@ -343,7 +348,7 @@ fn mount() -> impl Strategy<Value = FileMount> {
             )
         )
             .prop_map(
-                |(name, source, store, persistent, mode)| FileMount::Storage(StorageSpec {
+                |((name, source), store, persistent, mode)| FileMount::Storage(StorageSpec {
                     name,
                     source,
                     store: store.map(str::to_string),
@@ -371,17 +376,17 @@ fn service() -> impl Strategy<Value = Service> {
             (0u32..3).prop_map(|r| (Some(r), None)),
             (
                 0u32..3,
-                opt(3u32..9),
-                opt((1u32..20).prop_map(f64::from)),
+                // SkyPilot: autoscaling (max_replicas) and a QPS target come together.
+                opt((3u32..9, (1u32..20).prop_map(f64::from))),
                 0u64..999,
                 0u64..999
             )
-                .prop_map(|(min, max, q, u, d)| (
+                .prop_map(|(min, autoscale, u, d)| (
                     None,
                     Some(ReplicaPolicy {
                         min_replicas: min,
-                        max_replicas: max,
-                        target_qps_per_replica: q,
+                        max_replicas: autoscale.map(|(m, _)| m),
+                        target_qps_per_replica: autoscale.map(|(_, q)| q),
                         target_qps_per_accelerator: IndexMap::new(),
                         upscale_delay_seconds: u,
                         downscale_delay_seconds: d,
@@ -439,6 +444,8 @@ prop_compose! {
             name, workdir, num_nodes, resources, setup, run,
             envs: envs.into_iter().collect(),
             secrets: secrets.into_iter().collect(),
+            required_envs: Vec::new(),
+            required_secrets: Vec::new(),
             file_mounts: file_mounts.into_iter().collect(),
             service, config, inputs, outputs: None, event_callback,
             secret_refs: {
