@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sky_provider::{CommandRunner, OutputSink, RunnerError};
+use sky_provider::{CommandRunner, OutputSink, RunnerError, SshEndpoint};
 use tokio::io::AsyncReadExt;
 
 /// The environment variable every process started by `spawn_detached` carries (= the cluster's
@@ -93,6 +93,29 @@ impl SshTarget {
             ]);
         }
         o
+    }
+
+    /// This host as the system `ssh` reaches it (`sky ssh`, the CLI's `Host` entries): the
+    /// runner's port, user, identity, host-key policy, and its ControlMaster and keep-alive
+    /// options (no BatchMode: a person may answer a prompt).
+    pub fn endpoint(&self) -> SshEndpoint {
+        SshEndpoint {
+            host_name: self.ip.clone(),
+            port: self.port,
+            user: self.user.clone(),
+            identity_file: self.identity_file.clone(),
+            known_hosts_file: self.known_hosts_file.clone(),
+            strict_host_key_checking: Some(self.strict_host_key_checking.clone()),
+            options: vec![
+                format!("ConnectTimeout={}", self.connect_timeout.as_secs().max(1)),
+                "ServerAliveInterval=5".into(),
+                "ServerAliveCountMax=3".into(),
+                "LogLevel=ERROR".into(),
+                "ControlMaster=auto".into(),
+                format!("ControlPath={}/%C", self.control_dir.display()),
+                "ControlPersist=60s".into(),
+            ],
+        }
     }
 
     fn ensure_control_dir(&self) -> Result<(), RunnerError> {
@@ -356,6 +379,19 @@ impl CommandRunner for SshRunner {
                     out.trim()
                 ))
             })
+    }
+
+    fn ssh_endpoint(&self) -> Option<SshEndpoint> {
+        Some(self.target.endpoint())
+    }
+
+    fn interactive_command(&self, command: &[String]) -> Option<std::process::Command> {
+        let mut e = self.target.endpoint();
+        if self.target.ensure_control_dir().is_err() {
+            // No socket directory: connect without sharing a master.
+            e.options.retain(|o| !o.starts_with("Control"));
+        }
+        Some(e.session_command(command))
     }
 
     async fn forward_port(&self, remote_port: u16) -> Result<SocketAddr, RunnerError> {

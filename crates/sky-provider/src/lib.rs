@@ -438,6 +438,140 @@ impl RunnerError {
 /// `sink: &mut OutputSink<'_>`.)
 pub type OutputSink<'a> = dyn FnMut(&[u8]) + Send + 'a;
 
+/// How the system `ssh` reaches a node whose runner is SSH: what `sky ssh` runs
+/// ([`SshEndpoint::session_command`]) and what the CLI writes as the cluster's `Host` entry
+/// ([`SshEndpoint::host_entry`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshEndpoint {
+    /// The address `ssh` connects to (`HostName`).
+    pub host_name: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub identity_file: Option<PathBuf>,
+    /// `UserKnownHostsFile`; `None` = ssh's default.
+    pub known_hosts_file: Option<PathBuf>,
+    /// `StrictHostKeyChecking` (`yes`, `no`, `accept-new`); `None` = ssh's default.
+    pub strict_host_key_checking: Option<String>,
+    /// Further `-o Key=Value` options of the runner's own connections (a ControlMaster,
+    /// keep-alives): used on the command line, left out of `Host` entries.
+    pub options: Vec<String>,
+}
+
+/// Quotes `s` for a POSIX shell.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Quotes a value of an ssh config file when it needs it (spaces, quotes).
+fn ssh_config_value(s: &str) -> String {
+    if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '"' || c == '#') {
+        format!("\"{}\"", s.replace('"', ""))
+    } else {
+        s.to_string()
+    }
+}
+
+impl SshEndpoint {
+    /// `user@host` (or `host`).
+    pub fn destination(&self) -> String {
+        match &self.user {
+            Some(u) => format!("{u}@{}", self.host_name),
+            None => self.host_name.clone(),
+        }
+    }
+
+    /// The `ssh` options (port, identity, host-key policy, [`SshEndpoint::options`]), without
+    /// the destination.
+    pub fn args(&self) -> Vec<String> {
+        let mut a = vec!["-p".to_string(), self.port.to_string()];
+        if let Some(i) = &self.identity_file {
+            a.extend([
+                "-i".into(),
+                i.display().to_string(),
+                "-o".into(),
+                "IdentitiesOnly=yes".into(),
+            ]);
+        }
+        if let Some(k) = &self.known_hosts_file {
+            a.extend(["-o".into(), format!("UserKnownHostsFile={}", k.display())]);
+        }
+        if let Some(s) = &self.strict_host_key_checking {
+            a.extend(["-o".into(), format!("StrictHostKeyChecking={s}")]);
+        }
+        for o in &self.options {
+            a.extend(["-o".into(), o.clone()]);
+        }
+        a
+    }
+
+    /// The shell script `sky ssh` runs on the node: in `~/sky_workdir` when it exists (else
+    /// the home), `command` (joined with spaces, run by `bash -c`) or, when it is empty, the
+    /// user's login shell; while it runs, `~/.sky/ssh_sessions/<pid>` tells the head agent
+    /// that a session is open (autostop `jobs_and_ssh`). Exits with the command's code.
+    pub fn session_script(command: &[String]) -> String {
+        let body = if command.is_empty() {
+            "\"${SHELL:-/bin/bash}\" -l".to_string()
+        } else {
+            format!("bash -c {}", sh_quote(&command.join(" ")))
+        };
+        format!(
+            "d=~/.sky/ssh_sessions; mkdir -p \"$d\" 2>/dev/null && echo $$ > \"$d/$$\" 2>/dev/null; \
+             cd ~/sky_workdir 2>/dev/null || cd; {body}; rc=$?; rm -f \"$d/$$\"; exit $rc"
+        )
+    }
+
+    /// The `ssh` command of `sky ssh`: [`SshEndpoint::session_script`] on the node, with a
+    /// terminal (`-t`) when `command` is empty (an interactive shell). Its exit code is the
+    /// command's, or 255 when ssh itself failed.
+    pub fn session_command(&self, command: &[String]) -> std::process::Command {
+        let mut cmd = std::process::Command::new("ssh");
+        if command.is_empty() {
+            cmd.arg("-t");
+        }
+        cmd.args(self.args())
+            .arg(self.destination())
+            .arg("--")
+            .arg(format!(
+                "exec bash -c {}",
+                sh_quote(&Self::session_script(command))
+            ));
+        cmd
+    }
+
+    /// A `Host <alias>` block of an ssh config file (`HostName`, `User`, `Port`,
+    /// `IdentityFile`, `UserKnownHostsFile`, `StrictHostKeyChecking`), ending with a newline.
+    /// `alias` must be a plain name (a checked cluster name).
+    pub fn host_entry(&self, alias: &str) -> String {
+        let mut s = format!(
+            "Host {alias}\n  HostName {}\n  Port {}\n",
+            ssh_config_value(&self.host_name),
+            self.port
+        );
+        if let Some(u) = &self.user {
+            s.push_str(&format!("  User {}\n", ssh_config_value(u)));
+        }
+        if let Some(i) = &self.identity_file {
+            s.push_str(&format!(
+                "  IdentityFile {}\n  IdentitiesOnly yes\n",
+                ssh_config_value(&i.display().to_string())
+            ));
+        }
+        if let Some(k) = &self.known_hosts_file {
+            s.push_str(&format!(
+                "  UserKnownHostsFile {}\n",
+                ssh_config_value(&k.display().to_string())
+            ));
+        }
+        if let Some(c) = &self.strict_host_key_checking {
+            s.push_str(&format!(
+                "  StrictHostKeyChecking {}\n",
+                ssh_config_value(c)
+            ));
+        }
+        s
+    }
+}
+
 /// Runs commands on one node.
 #[async_trait]
 pub trait CommandRunner: Send + Sync + fmt::Debug {
@@ -471,6 +605,21 @@ pub trait CommandRunner: Send + Sync + fmt::Debug {
     /// Local sandboxes expose their directory.
     fn node_home(&self) -> Option<PathBuf> {
         None
+    }
+
+    /// How the system `ssh` reaches this node, for runners that are SSH (the CLI writes it as
+    /// the cluster's `Host` entry). `None` (the default): not reachable with `ssh`.
+    fn ssh_endpoint(&self) -> Option<SshEndpoint> {
+        None
+    }
+
+    /// The command `sky ssh` runs with the terminal's stdio: an interactive shell on the node
+    /// (`command` empty) or `command`, in `~/sky_workdir` when it exists; its exit code is the
+    /// command's. Default: [`SshEndpoint::session_command`] of
+    /// [`ssh_endpoint`](Self::ssh_endpoint), `None` without one (nodes with a
+    /// [`node_home`](Self::node_home) are entered locally instead).
+    fn interactive_command(&self, command: &[String]) -> Option<std::process::Command> {
+        self.ssh_endpoint().map(|e| e.session_command(command))
     }
 
     /// Runs `script` and returns the exit code with the merged output collected.
@@ -799,5 +948,83 @@ mod tests {
         let (code, out) = block_on(r.run_capture("hi", &[])).unwrap();
         assert_eq!((code, out.as_slice()), (3, &b"hi!"[..]));
         assert!(r.node_home().is_none());
+        assert!(r.ssh_endpoint().is_none() && r.interactive_command(&[]).is_none());
+    }
+
+    fn endpoint() -> SshEndpoint {
+        SshEndpoint {
+            host_name: "10.0.0.5".into(),
+            port: 2222,
+            user: Some("sky".into()),
+            identity_file: Some(PathBuf::from("/keys/my key")),
+            known_hosts_file: Some(PathBuf::from("/kh")),
+            strict_host_key_checking: Some("accept-new".into()),
+            options: vec!["BatchMode=yes".into()],
+        }
+    }
+
+    #[test]
+    fn host_entries_carry_what_the_runner_uses() {
+        assert_eq!(
+            endpoint().host_entry("c1"),
+            "Host c1\n  HostName 10.0.0.5\n  Port 2222\n  User sky\n  IdentityFile \"/keys/my key\"\n  \
+             IdentitiesOnly yes\n  UserKnownHostsFile /kh\n  StrictHostKeyChecking accept-new\n"
+        );
+        let bare = SshEndpoint {
+            host_name: "h".into(),
+            port: 22,
+            ..SshEndpoint::default()
+        };
+        assert_eq!(bare.host_entry("x"), "Host x\n  HostName h\n  Port 22\n");
+    }
+
+    #[test]
+    fn session_commands_land_in_the_workdir() {
+        let e = endpoint();
+        let args = |c: &std::process::Command| -> Vec<String> {
+            c.get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let shell = args(&e.session_command(&[]));
+        assert_eq!(shell[0], "-t");
+        assert!(shell.windows(2).any(|w| w == ["-p", "2222"]));
+        assert!(shell.windows(2).any(|w| w == ["-o", "BatchMode=yes"]));
+        assert!(shell.contains(&"sky@10.0.0.5".to_string()));
+        let one = args(&e.session_command(&["echo".into(), "it's".into()]));
+        assert_ne!(one[0], "-t");
+        let script = one.last().unwrap();
+        assert!(script.starts_with("exec bash -c "), "{script}");
+        // The script itself, run here: it cds to ~/sky_workdir when there is one.
+        let home = tempfile::tempdir().unwrap();
+        let run = |cmd: &[String]| {
+            std::process::Command::new("bash")
+                .arg("-c")
+                .arg(SshEndpoint::session_script(cmd))
+                .env("HOME", home.path())
+                .current_dir(home.path())
+                .output()
+                .unwrap()
+        };
+        let o = run(&["pwd; exit 7".into()]);
+        assert_eq!(o.status.code(), Some(7));
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            home.path().display().to_string()
+        );
+        std::fs::create_dir(home.path().join("sky_workdir")).unwrap();
+        let o = run(&["pwd;".into(), "ls ~/.sky/ssh_sessions | wc -l".into()]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            out.starts_with(&format!("{}/sky_workdir\n1", home.path().display())),
+            "{out}"
+        );
+        // The session marker goes when the session ends.
+        assert_eq!(
+            std::fs::read_dir(home.path().join(".sky/ssh_sessions"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 }

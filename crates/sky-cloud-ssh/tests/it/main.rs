@@ -3,6 +3,7 @@
 
 mod provider;
 mod runner;
+mod session;
 
 use std::path::Path;
 use std::sync::Arc;
