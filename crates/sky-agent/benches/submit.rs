@@ -1,5 +1,8 @@
 //! Submit → RUNNING latency on a one-node head agent (loopback), as `sky exec` sees it: the
-//! time from sending `Submit` until a `Queue` reply shows the job RUNNING (or later).
+//! time from sending `Submit` until a `Queue` reply shows the job RUNNING (or later); and the
+//! whole round trip of a short job, from `Submit` until its record says SUCCEEDED (what
+//! `sky exec` followed by `sky logs` waits for). The integration tests assert behaviour only;
+//! these timings live here.
 
 use std::time::{Duration, Instant};
 
@@ -47,6 +50,26 @@ fn submit_to_running(c: &mut Criterion) {
                         match jobs.iter().find(|j| j.id == id) {
                             Some(j) if j.status < JobStatus::Running => {}
                             _ => break, // RUNNING, or already finished (dropped by skip_finished)
+                        }
+                    }
+                    total += t.elapsed();
+                }
+                total
+            })
+        });
+    });
+    group.bench_function("submit_to_succeeded", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let t = Instant::now();
+                    let id = client.submit(&spec).await.unwrap();
+                    loop {
+                        let j = client.job(id).await.unwrap().expect("the job exists");
+                        if j.status.is_terminal() {
+                            assert_eq!(j.status, JobStatus::Succeeded, "{j:?}");
+                            break;
                         }
                     }
                     total += t.elapsed();

@@ -79,6 +79,7 @@ pub struct FaultInjector {
     inner: Arc<dyn CloudProvider>,
     rules: Mutex<Vec<FaultRule>>,
     calls: Mutex<Vec<(Op, String, Option<String>)>>,
+    features: Mutex<Option<FeatureSet>>,
 }
 
 impl fmt::Debug for FaultInjector {
@@ -96,6 +97,7 @@ impl FaultInjector {
             inner,
             rules: Mutex::new(rules),
             calls: Mutex::new(Vec::new()),
+            features: Mutex::new(None),
         })
     }
 
@@ -108,6 +110,12 @@ impl FaultInjector {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(rule);
+    }
+
+    /// Reports `features` instead of the inner provider's (to present a provider without a
+    /// capability; add rules that make its calls `NotSupported` to match).
+    pub fn set_features(&self, features: FeatureSet) {
+        *self.features.lock().unwrap_or_else(|e| e.into_inner()) = Some(features);
     }
 
     pub fn clear_rules(&self) {
@@ -149,7 +157,8 @@ impl CloudProvider for FaultInjector {
     }
 
     fn features(&self) -> FeatureSet {
-        self.inner.features()
+        let set = *self.features.lock().unwrap_or_else(|e| e.into_inner());
+        set.unwrap_or_else(|| self.inner.features())
     }
 
     fn offerings(&self) -> Vec<Offering> {

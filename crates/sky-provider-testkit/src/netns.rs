@@ -44,7 +44,11 @@ fn skip_or_fail(reason: &str) -> Option<NetnsHosts> {
     if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
         panic!("{REQUIRE_ENV}=1 but the netns SSH hosts cannot be started: {reason}");
     }
-    eprintln!(
+    // Written to fd 2 directly: libtest captures `eprintln!` of passing tests, and a skip
+    // must be seen.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
         "\n*** SKIPPING: netns SSH host tests need root and `ip netns` ({reason}); set {REQUIRE_ENV}=1 to make this an error ***\n"
     );
     None

@@ -22,7 +22,8 @@ pub type LeftoverProbe =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<String>> + Send>> + Send + Sync>;
 
 /// The names of the checks, in the order they run. Pass names to
-/// [`ConformanceConfig::skip`] to leave checks out (the report says so).
+/// [`ConformanceConfig::skip`] to leave checks out (the report says so, and
+/// [`ConformanceReport::assert_complete`] refuses it).
 pub const CHECKS: &[&str] = &[
     "shape",
     "unknown_region",
@@ -132,7 +133,14 @@ impl ConformanceConfig {
 pub enum CheckOutcome {
     Passed,
     Failed(String),
-    /// Not run, and why (skipped by config, a feature the provider lacks, an earlier failure).
+    /// Not run because the provider's [`sky_provider::FeatureSet`] says the capability is
+    /// absent (e.g. `stop_start` when `features().stop` is false; `optional_capabilities`
+    /// checks that such calls are `NotSupported`), and why.
+    NotApplicable(String),
+    /// Not run although the provider has the capability, and why: left out by the
+    /// configuration ([`ConformanceConfig::skip`], a single node for `network`) or after an
+    /// earlier failure. A check that cannot run on a provider that claims the capability
+    /// (no `python3` on the nodes for `network`, say) is `Failed`, never `Skipped`.
     Skipped(String),
 }
 
@@ -151,15 +159,29 @@ pub struct ConformanceReport {
 }
 
 impl ConformanceReport {
-    /// No check failed (skips are allowed).
+    /// No check failed (skips are allowed; see [`ConformanceReport::complete`]).
     pub fn passed(&self) -> bool {
         self.failures().is_empty()
+    }
+
+    /// No check failed and none was skipped: each passed or is not applicable by the
+    /// provider's feature set.
+    pub fn complete(&self) -> bool {
+        self.passed() && self.skipped().is_empty()
     }
 
     pub fn failures(&self) -> Vec<&CheckResult> {
         self.checks
             .iter()
             .filter(|c| matches!(c.outcome, CheckOutcome::Failed(_)))
+            .collect()
+    }
+
+    /// Checks that did not run although the provider has the capability.
+    pub fn skipped(&self) -> Vec<&CheckResult> {
+        self.checks
+            .iter()
+            .filter(|c| matches!(c.outcome, CheckOutcome::Skipped(_)))
             .collect()
     }
 
@@ -175,6 +197,19 @@ impl ConformanceReport {
     pub fn assert_passed(&self) {
         assert!(self.passed(), "conformance failed:\n{self}");
     }
+
+    /// Panics with the whole report when a check failed or was skipped (for `#[test]`s of a
+    /// provider on infrastructure that can run every check it claims).
+    #[track_caller]
+    pub fn assert_complete(&self) {
+        self.assert_passed();
+        let skipped: Vec<_> = self.skipped().iter().map(|c| c.name).collect();
+        assert!(
+            skipped.is_empty(),
+            "conformance incomplete: {skipped:?} did not run although the provider's feature \
+             set claims them:\n{self}"
+        );
+    }
 }
 
 impl fmt::Display for ConformanceReport {
@@ -185,6 +220,7 @@ impl fmt::Display for ConformanceReport {
             match &c.outcome {
                 CheckOutcome::Passed => writeln!(f, "  ok    {} ({ms} ms)", c.name)?,
                 CheckOutcome::Failed(why) => writeln!(f, "  FAIL  {} ({ms} ms): {why}", c.name)?,
+                CheckOutcome::NotApplicable(why) => writeln!(f, "  n/a   {}: {why}", c.name)?,
                 CheckOutcome::Skipped(why) => writeln!(f, "  skip  {}: {why}", c.name)?,
             }
         }
@@ -192,7 +228,10 @@ impl fmt::Display for ConformanceReport {
     }
 }
 
+/// A check's error: a failure, or (with one of these prefixes) why it did not run.
 type CheckResultT = Result<(), String>;
+const SKIP: &str = "SKIP: ";
+const NOT_APPLICABLE: &str = "N/A: ";
 
 struct Suite {
     p: Arc<dyn CloudProvider>,
@@ -298,8 +337,9 @@ impl Suite {
         let start = Instant::now();
         let outcome = match f(self).await {
             Ok(()) => CheckOutcome::Passed,
-            Err(e) if e.starts_with("SKIP: ") => {
-                CheckOutcome::Skipped(e.trim_start_matches("SKIP: ").to_owned())
+            Err(e) if e.starts_with(SKIP) => CheckOutcome::Skipped(e[SKIP.len()..].to_owned()),
+            Err(e) if e.starts_with(NOT_APPLICABLE) => {
+                CheckOutcome::NotApplicable(e[NOT_APPLICABLE.len()..].to_owned())
             }
             Err(e) => CheckOutcome::Failed(e),
         };
@@ -826,8 +866,17 @@ cat ~/sky_conf_file.txt ~/sky_conf_dir/single.txt
         )
     }
 
-    async fn has_python(&self, r: &dyn CommandRunner) -> Result<bool, String> {
-        Ok(self.run_on(r, "command -v python3 >/dev/null").await?.0 == 0)
+    /// The TCP listeners of `network` and `forward_port` are python3: without it on a node
+    /// the check cannot run, which fails it (the provider claims the capability).
+    async fn need_python(&self, r: &dyn CommandRunner, rank: u32) -> CheckResultT {
+        if self.run_on(r, "command -v python3 >/dev/null").await?.0 == 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "cannot run: python3 is not on rank {rank} (the check's TCP listener needs it); \
+                 install it on the nodes"
+            ))
+        }
     }
 
     fn port(&self, salt: u16) -> u16 {
@@ -840,15 +889,25 @@ cat ~/sky_conf_file.txt ~/sky_conf_dir/single.txt
 
     async fn network(&mut self) -> CheckResultT {
         let (_, h) = self.main()?;
+        if self.cfg.num_nodes < 2 {
+            return Err(if self.p.features().multi_node {
+                format!("{SKIP}the configuration launches one node (num_nodes 2 or more runs it)")
+            } else {
+                format!("{NOT_APPLICABLE}features().multi_node is false")
+            });
+        }
         let runners = self.runners(&h).await?;
         if runners.len() < 2 {
-            return Err("SKIP: needs at least 2 nodes".into());
+            return Err(format!(
+                "the main cluster has {} node(s), asked {}",
+                runners.len(),
+                self.cfg.num_nodes
+            ));
         }
         let (head, hr) = &runners[0];
         let (last, lr) = runners.last().ok_or("no nodes")?;
-        if !self.has_python(hr.as_ref()).await? || !self.has_python(lr.as_ref()).await? {
-            return Err("SKIP: python3 is not on the nodes (needed for a TCP listener)".into());
-        }
+        self.need_python(hr.as_ref(), head.rank).await?;
+        self.need_python(lr.as_ref(), last.rank).await?;
         let port = self.port(1);
         let script = Self::listener_script(port, &head.internal_ip, "hello-from-rank-0");
         let pid = hr
@@ -880,9 +939,7 @@ cat ~/sky_conf_file.txt ~/sky_conf_dir/single.txt
         let (_, h) = self.main()?;
         let runners = self.runners(&h).await?;
         let (head, hr) = runners.first().ok_or("no nodes")?;
-        if !self.has_python(hr.as_ref()).await? {
-            return Err("SKIP: python3 is not on the nodes (needed for a TCP listener)".into());
-        }
+        self.need_python(hr.as_ref(), head.rank).await?;
         let port = self.port(2);
         let script = Self::listener_script(port, &head.internal_ip, "forwarded");
         let pid = hr
@@ -1011,10 +1068,10 @@ cat ~/sky_conf_file.txt ~/sky_conf_dir/single.txt
     async fn stop_start(&mut self) -> CheckResultT {
         let (_, h) = self.main()?;
         if !self.p.features().stop {
-            return Err(
-                "SKIP: features().stop is false (NotSupported checked under optional_capabilities)"
-                    .into(),
-            );
+            return Err(format!(
+                "{NOT_APPLICABLE}features().stop is false (NotSupported checked under \
+                 optional_capabilities)"
+            ));
         }
         let before = self
             .timed("query_instances", self.p.query_instances(&h))

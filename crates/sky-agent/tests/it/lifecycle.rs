@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use sky_agent::{AgentClient, JobStatus, mark_orphans_failed_driver, read_agent_addr};
 
-use crate::support::{TestCluster, pid_alive, run, wait_gone, wait_pid_file};
+use crate::support::{TestCluster, WAIT, pid_alive, run, wait_gone, wait_pid_file};
 
 #[tokio::test]
 async fn a_restarted_head_marks_orphans_failed_driver_and_kills_them() {
@@ -66,10 +66,16 @@ async fn mark_orphans_without_an_agent() {
 async fn shutdown_request_stops_the_agent() {
     let c = TestCluster::start(1).await;
     c.head.shutdown().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(
-        AgentClient::connect(c.head.addr(), c.token.clone())
-            .await
-            .is_err()
-    );
+    // The agent stops listening (bounded wait: it acts on the request after replying).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while AgentClient::connect(c.head.addr(), c.token.clone())
+        .await
+        .is_ok()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the agent still answers after shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

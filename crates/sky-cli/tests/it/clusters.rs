@@ -399,11 +399,19 @@ fn killed_agent_means_failed_driver() {
         .filter(|p| p.contains("agent serve"))
         .collect();
     assert!(!agents.is_empty(), "no agent found");
-    for a in agents {
+    for a in &agents {
         let pid = a.split(':').next().unwrap();
         let _ = Command::new("kill").args(["-9", pid]).status();
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // SIGKILL lands asynchronously: wait (bounded) until each agent is gone or a zombie.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for a in &agents {
+        let stat = format!("/proc/{}/stat", a.split(':').next().unwrap());
+        while std::fs::read_to_string(&stat).is_ok_and(|s| !s.contains(") Z")) {
+            assert!(Instant::now() < deadline, "{a} survived kill -9");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     let out = ok(&home.sky_in(home.path(), &["status", "-r"]), "status -r");
     assert!(
         out.contains("INIT"),
@@ -669,12 +677,15 @@ fn autostop_down_removes_the_cluster() {
 #[test]
 fn a_running_job_holds_autostop_off() {
     let home = Home::new(&[]);
-    // The job outlives ten idle minutes (3 s); it counts as activity the whole time.
+    // The job runs until the test lets it end, after six idle minutes (1.8 s) of watching; it
+    // counts as activity the whole time.
+    let release = home.path().join("release");
+    let job = format!("while [ ! -e {} ]; do sleep 0.05; done", release.display());
     ok(
         &home.sky_env(
             home.path(),
             FAST_MINUTE,
-            &["launch", "-y", "-d", "-c", "as3", "-i", "1", "sleep", "3"],
+            &["launch", "-y", "-d", "-c", "as3", "-i", "1", &job],
         ),
         "launch -d -i 1",
     );
@@ -692,6 +703,7 @@ fn a_running_job_holds_autostop_off() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    std::fs::write(&release, "").unwrap();
     wait_row(&home, "as3", "STOPPED", is("STOPPED"));
     // Restarted (with 60 s minutes), the queue shows the job finished on its own: autostop
     // did not cut it short.

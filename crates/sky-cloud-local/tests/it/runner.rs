@@ -28,13 +28,23 @@ async fn run_streams_merged_output_env_and_exit_codes() {
     let (p, h, r) = one_node(tmp.path()).await;
     let mut chunks = Vec::new();
     let env = vec![("GREETING".to_string(), "hi there".to_string())];
-    let code = r
-        .run(
-            "echo \"$GREETING\"; echo oops >&2; sleep 0.1; echo done; exit 3",
-            &env,
-            &mut |c: &[u8]| chunks.push(c.to_vec()),
-        )
+    // The command prints `done` only once the callback has seen the output before it: so the
+    // output is streamed in chunks, not delivered at the end.
+    let go = tmp.path().join("go");
+    let script = format!(
+        "echo \"$GREETING\"; echo oops >&2; while [ ! -e {} ]; do sleep 0.02; done; echo done; exit 3",
+        go.display()
+    );
+    let mut on_output = |c: &[u8]| {
+        chunks.push(c.to_vec());
+        if chunks.concat().ends_with(b"oops\n") {
+            std::fs::write(&go, "").unwrap();
+        }
+    };
+    let streamed = r.run(&script, &env, &mut on_output);
+    let code = tokio::time::timeout(Duration::from_secs(60), streamed)
         .await
+        .expect("the output before `done` was not streamed")
         .unwrap();
     assert_eq!(code, 3);
     assert!(chunks.len() >= 2, "streamed in chunks: {chunks:?}");
@@ -44,11 +54,18 @@ async fn run_streams_merged_output_env_and_exit_codes() {
     );
     let (code, _) = run(r.as_ref(), "kill -9 $$").await;
     assert_eq!(code, 137);
-    // A background process holding the output open does not block the command.
-    let start = std::time::Instant::now();
-    let (code, out) = run(r.as_ref(), "sleep 30 & echo started").await;
+    // A background process holding the output open does not block the command: it runs until
+    // `bg-go` exists, which is made only after the command returned.
+    let bg_go = tmp.path().join("bg-go");
+    let bg = format!(
+        "(while [ ! -e {} ]; do sleep 0.05; done) & echo started",
+        bg_go.display()
+    );
+    let (code, out) = tokio::time::timeout(Duration::from_secs(60), run(r.as_ref(), &bg))
+        .await
+        .expect("the command waited for its background process");
     assert_eq!((code, out.as_str()), (0, "started\n"));
-    assert!(start.elapsed() < Duration::from_secs(5));
+    std::fs::write(&bg_go, "").unwrap();
     // The node is visible to its processes.
     let (_, out) = run(r.as_ref(), "echo $SKY_LOCAL_NODE_IP").await;
     assert_eq!(

@@ -61,14 +61,24 @@ async fn runs_uploads_spawns_and_cancels() {
     // Dropping a run future kills the remote command.
     let fut = r.run_capture("echo $$ > ~/running.pid; sleep 100", &[]);
     let _ = tokio::time::timeout(std::time::Duration::from_millis(1500), fut).await;
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
-    let (code, out) = r
-        .run_capture(
-            "p=$(cat ~/running.pid); kill -0 $p 2>/dev/null && echo alive || echo gone",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!((code, String::from_utf8_lossy(&out).trim()), (0, "gone"));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (code, out) = r
+            .run_capture(
+                "p=$(cat ~/running.pid); kill -0 $p 2>/dev/null && echo alive || echo gone",
+                &[],
+            )
+            .await
+            .unwrap();
+        let out = String::from_utf8_lossy(&out).trim().to_owned();
+        if (code, out.as_str()) == (0, "gone") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dropped run's command lives on: exit {code}, {out}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let _ = r.run_capture(&format!("kill {pid}"), &[]).await;
 }
