@@ -35,7 +35,7 @@ pub fn providers(
         let sky_binary =
             std::env::current_exe().map_err(|e| format!("failed to find the sky binary: {e}"))?;
         registry.register(Arc::new(sky_cloud_local::LocalProvider::new(
-            env.sky_dir().join("local"),
+            env.state_dir().join("local"),
             local_cfg,
             sky_binary,
         )));
@@ -55,7 +55,7 @@ pub fn providers(
             })?;
             // EC2 nodes are reached with the SSH runtime (the cloud crates do not depend on
             // each other; the CLI plugs one into the other).
-            let known_hosts = env.sky_dir().join("ssh").join("known_hosts");
+            let known_hosts = env.state_dir().join("ssh").join("known_hosts");
             let runner_factory: sky_cloud_aws::RunnerFactory =
                 Arc::new(move |t: &sky_cloud_aws::SshTarget| {
                     let target = sky_cloud_ssh::SshTarget {
@@ -78,7 +78,7 @@ pub fn providers(
                     .var("AWS_ENDPOINT_URL_EC2")
                     .or_else(|| env.var("AWS_ENDPOINT_URL"))
                     .map(String::from),
-                public_key_path: Some(env.sky_dir().join("keys").join("sky-key.pub")),
+                public_key_path: Some(env.state_dir().join("keys").join("sky-key.pub")),
                 runner_factory: Some(runner_factory),
                 // A head's autostop stops its own cluster with these credentials.
                 node_files: aws_credential_files(env),
@@ -111,7 +111,8 @@ pub fn ssh_pools(
     if !allowed(config, "ssh") {
         return Ok(None);
     }
-    sky_cloud_ssh::SshProvider::from_sky_dir(&env.sky_dir(), &env.home).map_err(|e| e.to_string())
+    sky_cloud_ssh::SshProvider::from_dirs(&env.sky_dir(), &env.state_dir(), &env.home)
+        .map_err(|e| e.to_string())
 }
 
 /// Whether `allowed_clouds` in the user's config (absent: every cloud) allows `cloud`.
@@ -152,7 +153,7 @@ pub async fn backend(
 ) -> Result<Backend, crate::recover::BackendError> {
     crate::agentcfg::autostop_minute(env)?;
     let config = crate::clouds::load_config(env)?;
-    let sky_dir = env.sky_dir();
+    let sky_dir = env.state_dir();
     {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
@@ -291,7 +292,7 @@ fn report(e: &LaunchError) -> i32 {
 }
 
 /// The reporter the CLI uses: a spinner on a terminal, plain lines otherwise; with a cluster,
-/// every line is also appended to `~/.sky/logs/<cluster>/provision.log` (`sky logs --provision`).
+/// every line is also appended to `~/.sky-rs/logs/<cluster>/provision.log` (`sky logs --provision`).
 struct CliReporter {
     progress: Progress,
     log: Option<std::sync::Mutex<std::fs::File>>,
@@ -336,7 +337,7 @@ fn reporter() -> CliReporter {
 /// A reporter that also keeps the cluster's provision log.
 fn reporter_for(env: &HostEnv, cluster: &str) -> CliReporter {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let dir = env.sky_dir().join("logs").join(cluster);
+    let dir = env.state_dir().join("logs").join(cluster);
     let log = std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -469,12 +470,12 @@ pub fn launch(env: &HostEnv, args: &crate::LaunchArgs, command_line: String) -> 
             .flatten()
             .is_none()
         {
-            let (enabled, left_out) = match backend.launch_clouds(args.idle_minutes, args.down) {
+            // Clouds that cannot carry out what the task asks (containers, ports, ...) are
+            // left out; none left is refused here, before anything exists.
+            let (enabled, left_out) = match backend.task_clouds(&task, args.idle_minutes, args.down)
+            {
                 Ok(c) => c,
-                Err(message) => {
-                    eprintln!("{message}");
-                    return exit::NO_RESOURCES;
-                }
+                Err(e) => return report(&e),
             };
             match sky_optimizer::optimize_task(backend.catalog(), &task, &enabled, &[]) {
                 Ok(plan) => eprint!("{}", crate::launch::render_plan(&plan, &cluster)),
@@ -515,6 +516,7 @@ pub fn launch(env: &HostEnv, args: &crate::LaunchArgs, command_line: String) -> 
             Ok(s) => s,
             Err(e) => return report(&e),
         };
+        crate::sshconfig::refresh(env, &backend, &cluster).await;
         if args.detach_run {
             eprintln!(
                 "Job submitted, ID: {}. `sky logs {cluster} {}` streams it.",
@@ -769,8 +771,11 @@ pub fn lifecycle(env: &HostEnv, what: &str, args: &ClusterArgs) -> i32 {
                     .map(|_| ()),
                 _ => backend.down(&name, args.purge, &rep).await,
             };
-            if let Err(e) = r {
-                code = report(&e);
+            match r {
+                // The cluster's `Host` entry follows it: written when UP, gone when down.
+                Ok(()) if what != "stop" => crate::sshconfig::refresh(env, &backend, &name).await,
+                Ok(()) => {}
+                Err(e) => code = report(&e),
             }
         }
         code
@@ -887,7 +892,7 @@ pub fn logs(env: &HostEnv, args: &crate::LogsArgs) -> i32 {
     names_or_exit!(std::iter::once(&args.cluster));
     if args.provision {
         let path = env
-            .sky_dir()
+            .state_dir()
             .join("logs")
             .join(&args.cluster)
             .join("provision.log");
@@ -976,18 +981,24 @@ pub fn cancel(env: &HostEnv, args: &crate::CancelArgs) -> i32 {
 
 /// `sky ssh CLUSTER [COMMAND]`: a shell (or one command) on the head node.
 pub fn ssh(env: &HostEnv, args: &crate::SshArgs) -> i32 {
-    names_or_exit!(std::iter::once(&args.cluster));
-    block_on(async {
+    if args.setup_config {
+        return crate::sshconfig::setup_include(env);
+    }
+    let Some(cluster) = args.cluster.as_ref() else {
+        eprintln!("name a cluster: `sky ssh CLUSTER [COMMAND]`, or `sky ssh --setup-config`");
+        return exit::USAGE;
+    };
+    names_or_exit!(std::iter::once(cluster));
+    // The ssh session runs after the async runtime is gone: Ctrl-C belongs to it.
+    let mut session: Option<std::process::Command> = None;
+    let code = block_on(async {
         let backend = backend_or_exit!(env);
-        let (p, h, nodes) = match backend.nodes(&args.cluster).await {
+        let (p, h, nodes) = match backend.nodes(cluster).await {
             Ok(x) => x,
             Err(e) => return report(&e),
         };
         let Some(head) = nodes.first() else {
-            eprintln!(
-                "cluster `{}` has no nodes; `sky status -r {}` refreshes it",
-                args.cluster, args.cluster
-            );
+            eprintln!("cluster `{cluster}` has no nodes; `sky status -r {cluster}` refreshes it");
             return exit::FAILURE;
         };
         let runner = match p.command_runner(&h.provider, head) {
@@ -997,15 +1008,46 @@ pub fn ssh(env: &HostEnv, args: &crate::SshArgs) -> i32 {
                 return exit::FAILURE;
             }
         };
-        let Some(home) = runner.node_home() else {
+        if let Some(home) = runner.node_home() {
+            return crate::hostenv::interactive_shell(&home, &args.command);
+        }
+        if head.state != sky_provider::InstanceState::Running {
             eprintln!(
-                "sky ssh for {} clusters arrives with the SSH runtime",
-                h.provider.cloud
+                "the head node of `{cluster}` is {}, not running: `sky start {cluster}` brings it back",
+                head.state
             );
-            return exit::NOT_AVAILABLE;
-        };
-        crate::hostenv::interactive_shell(&home, &args.command)
-    })
+            return exit::FAILURE;
+        }
+        match runner.interactive_command(&args.command) {
+            Some(cmd) => {
+                session = Some(cmd);
+                exit::OK
+            }
+            None => {
+                eprintln!(
+                    "sky ssh cannot enter the nodes of {} clusters: their runner is not SSH",
+                    h.provider.cloud
+                );
+                exit::NOT_AVAILABLE
+            }
+        }
+    });
+    let Some(mut cmd) = session else {
+        return code;
+    };
+    match cmd.status() {
+        Ok(status) => {
+            use std::os::unix::process::ExitStatusExt;
+            status
+                .code()
+                .or_else(|| status.signal().map(|s| 128 + s))
+                .unwrap_or(exit::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("failed to run ssh (is OpenSSH's client installed?): {e}");
+            exit::FAILURE
+        }
+    }
 }
 
 /// `sky cost-report`.

@@ -54,11 +54,19 @@ impl HostEnv {
             .filter(|v| !v.is_empty())
     }
 
-    /// `~/.sky` (or `$SKY_HOME`).
+    /// SkyPilot's directory, `~/.sky`: sky-rs reads the files whose format it shares with
+    /// SkyPilot there (`config.yaml`, `ssh_node_pools.yaml`) and never writes to it.
     pub fn sky_dir(&self) -> PathBuf {
+        self.home.join(".sky")
+    }
+
+    /// sky-rs's own state: the database, the local cloud's nodes, keys, locks, logs, SSH
+    /// leases. `~/.sky-rs`, or `$SKY_HOME`: never inside `~/.sky`, where SkyPilot keeps its
+    /// own `state.db` and would find ours (or we its).
+    pub fn state_dir(&self) -> PathBuf {
         self.var("SKY_HOME")
             .map(PathBuf::from)
-            .unwrap_or_else(|| self.home.join(".sky"))
+            .unwrap_or_else(|| self.home.join(".sky-rs"))
     }
 
     /// `~/.sky/config.yaml`, or `$SKYPILOT_CONFIG` as SkyPilot allows.

@@ -80,6 +80,17 @@ pub fn run(env: &HostEnv, args: &LaunchArgs) -> i32 {
     let mut enabled = clouds::enabled_catalog_clouds(&checks);
     let provider_ids = registry.ids();
     enabled.extend(provider_ids.iter().map(String::as_str));
+    // As `sky launch`: clouds that cannot carry out what the task asks (containers, ports,
+    // ...) are left out of the plan, and a task none can run is refused.
+    if !enabled.is_empty() {
+        enabled = match sky_launch::capable_clouds(&registry, &task, &enabled) {
+            Ok(c) => c,
+            Err(message) => {
+                eprintln!("{message}");
+                return exit::INVALID_INPUT;
+            }
+        };
+    }
     if let Some(p) = &path {
         println!("YAML to run: {p}");
     }

@@ -13,6 +13,7 @@ mod hostenv;
 mod launch;
 mod progress;
 mod recover;
+mod sshconfig;
 mod table;
 mod taskload;
 mod validate;
@@ -259,7 +260,12 @@ pub struct CancelArgs {
 
 #[derive(Debug, Args)]
 pub struct SshArgs {
-    pub cluster: String,
+    #[arg(required_unless_present = "setup_config")]
+    pub cluster: Option<String>,
+    /// Add `Include <sky-rs's ssh config>` at the top of ~/.ssh/config (once), so that
+    /// `ssh CLUSTER` reaches UP clusters whose nodes are reached with SSH.
+    #[arg(long = "setup-config", conflicts_with = "cluster")]
+    pub setup_config: bool,
     /// Run this command instead of an interactive shell.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,

@@ -68,7 +68,7 @@ pub struct AwsOptions {
     pub endpoint_url: Option<String>,
     /// Static credentials instead of the standard chain (tests).
     pub static_credentials: Option<(String, String)>,
-    /// The SSH public key file imported as each cluster's key pair (`~/.sky/keys/sky-key.pub`,
+    /// The SSH public key file imported as each cluster's key pair (`~/.sky-rs/keys/sky-key.pub`,
     /// created with ssh-keygen if missing when a cluster is launched).
     pub public_key_path: Option<PathBuf>,
     /// The SDK's own retries (standard mode, 3 attempts); tests that inject errors turn them off.

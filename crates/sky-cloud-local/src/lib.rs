@@ -63,7 +63,7 @@ pub struct LocalProvider {
 }
 
 impl LocalProvider {
-    /// `root` holds the nodes (the CLI passes `~/.sky/local`); `sky_binary` is the `sky`
+    /// `root` holds the nodes (the CLI passes `~/.sky-rs/local`); `sky_binary` is the `sky`
     /// executable the launcher starts as each node's agent (recorded in handles).
     pub fn new(root: PathBuf, cfg: LocalConfig, sky_binary: PathBuf) -> Self {
         LocalProvider {

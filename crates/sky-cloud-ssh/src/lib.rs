@@ -4,7 +4,7 @@
 //! ConnectTimeout, the pool's identity file and host-key policy) and `rsync`, with port
 //! forwarding; [`SshProvider`] (cloud id `ssh`) reads pools from `~/.sky/ssh_node_pools.yaml`
 //! (parsed by `sky-spec`), treats each pool `p` as region `ssh-p` (`--infra ssh/p`), leases
-//! hosts to clusters with lease files under the client's `~/.sky/ssh/leases` (two clusters never
+//! hosts to clusters with lease files under the client's `~/.sky-rs/ssh/leases` (two clusters never
 //! share a host), checks hosts are reachable before handing them out, and detects their CPUs,
 //! memory and GPUs (`nvidia-smi`). It must not depend on another cloud crate, on `sky-launch` or on
 //! `sky-state`, must not know YAML itself, and only ever connects to the hosts its pools list.
@@ -36,7 +36,7 @@ pub const POOLS_FILE: &str = "ssh_node_pools.yaml";
 /// Default limit for reaching a host.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// What a host offers, as detected over SSH (cached under `~/.sky/ssh/capacity`).
+/// What a host offers, as detected over SSH (cached under `~/.sky-rs/ssh/capacity`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct HostCapacity {
     pub vcpus: f64,
@@ -117,9 +117,21 @@ impl SshProvider {
         }
     }
 
-    /// Reads `<sky_dir>/ssh_node_pools.yaml`; `Ok(None)` when it does not exist.
+    /// Reads `<sky_dir>/ssh_node_pools.yaml` and keeps leases and capacity under the same
+    /// directory; `Ok(None)` when the file does not exist.
     pub fn from_sky_dir(sky_dir: &Path, home: &Path) -> Result<Option<Self>, PoolsError> {
-        let path = sky_dir.join(POOLS_FILE);
+        Self::from_dirs(sky_dir, sky_dir, home)
+    }
+
+    /// Reads `<config_dir>/ssh_node_pools.yaml` (SkyPilot's file, never written) and keeps
+    /// sky-rs's own leases and capacity cache under `state_dir`; `Ok(None)` when the pools file
+    /// does not exist.
+    pub fn from_dirs(
+        config_dir: &Path,
+        state_dir: &Path,
+        home: &Path,
+    ) -> Result<Option<Self>, PoolsError> {
+        let path = config_dir.join(POOLS_FILE);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -127,7 +139,11 @@ impl SshProvider {
         };
         let pools = parse_ssh_node_pools(&text)
             .map_err(|d| PoolsError(format!("invalid {}: {d}", path.display())))?;
-        Ok(Some(Self::new(pools, sky_dir.to_owned(), home.to_owned())))
+        Ok(Some(Self::new(
+            pools,
+            state_dir.to_owned(),
+            home.to_owned(),
+        )))
     }
 
     #[must_use]

@@ -160,12 +160,7 @@ impl Backend {
         opts: &LaunchOptions,
         rep: &dyn Reporter,
     ) -> Result<StoredHandle, LaunchError> {
-        let (enabled, left_out) =
-            self.launch_clouds(opts.idle_minutes, opts.down)
-                .map_err(|message| LaunchError::NoResources {
-                    message,
-                    history: Vec::new(),
-                })?;
+        let (enabled, left_out) = self.task_clouds(task, opts.idle_minutes, opts.down)?;
         let mut blocked: Vec<Blocked> = Vec::new();
         let mut history: Vec<Attempt> = Vec::new();
         let mut rounds = 0u32;

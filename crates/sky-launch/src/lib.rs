@@ -12,6 +12,7 @@
 //! progress goes through a [`Reporter`].
 
 mod failover;
+mod features;
 mod lock;
 mod recover;
 mod runtime;
@@ -30,6 +31,7 @@ use sky_spec::Task;
 use sky_state::{ClusterRecord, ClusterStatus, StateDb};
 
 pub use failover::{Attempt, autostop_note, render_history};
+pub use features::capable_clouds;
 
 /// Receives progress from long operations. The CLI draws spinners; tests collect lines.
 pub trait Reporter: Send + Sync {
@@ -124,7 +126,7 @@ pub struct Backend {
     /// Environment every agent gets, remote ones too.
     pub agent_env: Vec<(String, String)>,
     pub user: String,
-    /// Where the per-cluster lock files live (`~/.sky/locks`); see [`lock_cluster`].
+    /// Where the per-cluster lock files live (`~/.sky-rs/locks`); see [`lock_cluster`].
     pub lock_dir: PathBuf,
 }
 
@@ -184,6 +186,31 @@ impl Backend {
         })
     }
 
+    /// The clouds a new cluster for `task` may use, and those `-i` left out
+    /// ([`Backend::launch_clouds`]), narrowed to the clouds that can carry out what the task
+    /// asks ([`capable_clouds`]: containers, a custom image, ports, spot, several nodes).
+    /// `Invalid` when no enabled cloud can (nothing has been recorded or provisioned);
+    /// `NoResources` when `-i` left every cloud out.
+    pub fn task_clouds(
+        &self,
+        task: &Task,
+        idle_minutes: Option<i64>,
+        down: bool,
+    ) -> Result<(Vec<&str>, Vec<&str>), LaunchError> {
+        let (usable, left_out) =
+            self.launch_clouds(idle_minutes, down)
+                .map_err(|message| LaunchError::NoResources {
+                    message,
+                    history: Vec::new(),
+                })?;
+        let usable = if usable.is_empty() {
+            usable
+        } else {
+            capable_clouds(&self.registry, task, &usable).map_err(LaunchError::Invalid)?
+        };
+        Ok((usable, left_out))
+    }
+
     /// Takes the cluster's lock, saying so through `rep` when another command holds it.
     async fn lock(&self, cluster: &str, rep: &dyn Reporter) -> Result<ClusterLock, LaunchError> {
         lock_cluster(&self.lock_dir, cluster, || {
@@ -222,6 +249,11 @@ impl Backend {
         // finds the cluster UP and reuses it.
         let _lock = self.lock(&opts.cluster, rep).await?;
         let existing = self.state.get_cluster(&opts.cluster).await?;
+        // What the task asks of its cloud (containers, ports, ...) is checked before anything
+        // is recorded or provisioned; a new cluster's clouds are checked by provision_new.
+        if let Some(rec) = &existing {
+            features::check_cluster(&self.registry, task, &opts.cluster, &rec.cloud)?;
+        }
         let handle = match existing {
             Some(rec) if rec.status == ClusterStatus::Up => {
                 let h = Self::stored_handle(&rec)?;
@@ -293,6 +325,7 @@ impl Backend {
         }
         let handle = Self::stored_handle(&rec)?;
         runtime::check_compatible(task, &rec, &handle)?;
+        features::check_cluster(&self.registry, task, cluster, &rec.cloud)?;
         let agent = runtime::reach_agent(self, cluster, &handle).await?;
         runtime::sync(self, task, &handle, rep).await?;
         let job_id = self.submit(cluster, &handle, task, false, &agent).await?;

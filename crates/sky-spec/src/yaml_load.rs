@@ -12,7 +12,8 @@
 //!   string aliased many times);
 //! - nesting deeper than [`MAX_YAML_DEPTH`] levels (dropping or walking a tree recurses).
 //!
-//! Within those bounds the result is exactly `YamlLoader::load_from_str`'s, errors included.
+//! Within those bounds the result is exactly `YamlLoader::load_from_str`'s, errors included,
+//! except that a plain `0o…` scalar stays a string (YAML 1.1, as SkyPilot's loader).
 
 use std::collections::HashMap;
 
@@ -391,7 +392,7 @@ impl Builder {
     }
 }
 
-/// A scalar as `YamlLoader` resolves it (core schema; `!!` tags).
+/// A scalar as `YamlLoader` resolves it (core schema; `!!` tags), except `0o` octal.
 fn scalar(v: String, style: TScalarStyle, tag: Option<Tag>) -> Yaml {
     if style != TScalarStyle::Plain {
         return Yaml::String(v);
@@ -422,6 +423,10 @@ fn scalar(v: String, style: TScalarStyle, tag: Option<Tag>) -> Yaml {
                 _ => Yaml::String(v),
             }
         }
+        // `0o17` is a string, as SkyPilot's YAML 1.1 loader reads it (and as yaml-rust2's
+        // emitter writes such a string unquoted): otherwise a label value `0o17` would come
+        // back from a round trip as the integer 15.
+        None if v.starts_with("0o") => Yaml::String(v),
         None => Yaml::from_str(&v),
     }
 }
@@ -439,6 +444,15 @@ fn parse_f64(v: &str) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn octal_looking_scalars_stay_strings() {
+        let docs = super::load_yaml("a: 0o17\nb: 0x1f\nc: '0o1'\n").unwrap();
+        assert_eq!(docs[0]["a"], Yaml::String("0o17".into()));
+        assert_eq!(docs[0]["b"], Yaml::Integer(31));
+        assert_eq!(docs[0]["c"], Yaml::String("0o1".into()));
+    }
+
     use super::*;
     use yaml_rust2::YamlLoader;
 

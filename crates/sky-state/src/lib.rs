@@ -3,7 +3,7 @@
 //! It stores clusters (status INIT / UP / STOPPED, the provider's handle as JSON, resources,
 //! autostop, launch time, last use), the cluster history with usage intervals that
 //! `sky cost-report` prices, and per-cluster events. The database is SQLite at
-//! `~/.sky/state.db` by default (WAL, a busy timeout, foreign keys) or PostgreSQL when a
+//! `~/.sky-rs/state.db` by default (WAL, a busy timeout, foreign keys) or PostgreSQL when a
 //! `db:` URL is configured; both run the same statements behind one [`StateDb`] API, and both
 //! carry embedded, versioned migrations that are applied on [`StateDb::open`]. Used by
 //! `sky-launch`, `sky-agent` and the CLI.

@@ -173,7 +173,7 @@ fn ec2_home(hosts: &NetnsHosts, moto: &Moto) -> (Home, String) {
         &format!("  use_internal_ips: true\n  vpc_name: {vpc_name}\n  ssh_user: sky\n"),
     );
     // The hosts trust the key their harness made: it becomes the project key.
-    let keys = home.dir.path().join(".sky/keys");
+    let keys = home.dir.path().join(".sky-rs/keys");
     std::fs::create_dir_all(&keys).unwrap();
     std::fs::copy(&hosts.identity_file, keys.join("sky-key")).unwrap();
     std::fs::copy(
@@ -255,6 +255,7 @@ fn launch_on_ec2_instances_that_are_namespace_hosts() {
         for args in [
             vec!["start", "tog"],
             vec!["exec", "tog", "echo", "again-$SKYPILOT_NODE_RANK"],
+            vec!["ssh", "tog", "hostname"],
         ] {
             lifecycle.push((args.clone(), sky(&home, &moto, home.dir.path(), &args)));
         }
@@ -285,6 +286,7 @@ fn launch_on_ec2_instances_that_are_namespace_hosts() {
                 assert_eq!(lout.trim(), "3", "stop must stop the EC2 instances")
             }
             Some("exec") => assert!(lout.contains("again-0"), "{lout}\n{lerr}"),
+            Some("ssh") => assert_eq!(lout.trim(), hosts.hosts[0].name, "{lerr}"),
             _ => {}
         }
     }

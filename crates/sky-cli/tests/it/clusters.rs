@@ -39,7 +39,7 @@ impl Home {
 
     /// The home of a local cluster's head node.
     pub(crate) fn head_node(&self, cluster: &str) -> std::path::PathBuf {
-        let local = self.path().join(".sky/local");
+        let local = self.path().join(".sky-rs/local");
         std::fs::read_dir(&local)
             .unwrap()
             .flatten()
@@ -122,7 +122,7 @@ impl Home {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let procs = self.processes();
-            let local = self.path().join(".sky/local");
+            let local = self.path().join(".sky-rs/local");
             let dirs: Vec<String> = std::fs::read_dir(&local)
                 .into_iter()
                 .flatten()
@@ -782,7 +782,7 @@ fn state_in_postgresql_is_shared_and_complete() {
     let out = ok(&home.sky_in(&repo, &["queue", "pgc"]), "queue");
     assert_eq!(out.matches("SUCCEEDED").count(), 2, "{out}");
     // Nothing went to SQLite: the cluster is in PostgreSQL, with its handle and history.
-    assert!(!home.path().join(".sky/state.db").exists());
+    assert!(!home.path().join(".sky-rs/state.db").exists());
     let rows = rt.block_on(async {
         let db = sky_state::StateDb::open(&url).await.unwrap();
         db.list_clusters().await.unwrap()

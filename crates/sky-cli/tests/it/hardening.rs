@@ -334,12 +334,23 @@ fn ctrl_c_while_streaming_says_the_job_keeps_running() {
         &home.sky_in(home.path(), &["launch", "-y", "-c", "cc", "true"]),
         "launch",
     );
-    let child = home.spawn_sky(&["exec", "cc", "echo started; sleep 60"]);
-    // Streaming has begun once the job's first line reached the log.
-    wait_for("the job to run", || {
-        let out = home.sky_in(home.path(), &["queue", "cc"]);
-        text(&out).0.contains("RUNNING").then_some(())
+    let mut child = home.spawn_sky(&["exec", "cc", "echo started; sleep 60"]);
+    // Streaming has begun once the job's first line reached this process's stdout.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("started") {
+                let _ = tx.send(());
+            }
+        }
     });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the job's output is streamed");
     assert!(
         Command::new("kill")
             .args(["-INT", &child.id().to_string()])
@@ -440,5 +451,60 @@ fn env_flags_and_mount_destinations_are_checked_up_front() {
         assert_eq!(code(&o), 3, "destination {dst}:\n{out}{err}");
         assert!(format!("{out}{err}").contains("file_mounts"), "{out}{err}");
     }
+    home.assert_clean();
+}
+
+/// SkyPilot's own `~/.sky/state.db` (its `clusters` table has other columns) must be left
+/// byte for byte as it is while sky-rs launches, lists and tears down clusters.
+#[test]
+fn skypilots_state_database_is_left_untouched() {
+    let home = Home::new(&[]);
+    let db = home.path().join(".sky/state.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let made = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
+             c.execute('CREATE TABLE clusters (name TEXT PRIMARY KEY, launched_at INTEGER, handle BLOB, last_use TEXT, status TEXT, autostop INTEGER, to_down INTEGER, metadata TEXT DEFAULT \"{}\")'); \
+             c.execute(\"INSERT INTO clusters (name, status) VALUES ('sp-cluster', 'UP')\"); \
+             c.execute('CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT)'); c.commit()",
+        )
+        .arg(&db)
+        .status()
+        .expect("python3 (with sqlite3) makes the SkyPilot-shaped database");
+    assert!(made.success());
+    let before = std::fs::read(&db).unwrap();
+    let listing = |dir: &std::path::Path| {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let sky_before = listing(&home.path().join(".sky"));
+    let out = ok(
+        &home.sky_in(home.path(), &["launch", "-y", "-c", "beside", "echo", "hi"]),
+        "launch",
+    );
+    assert!(out.contains("hi"), "{out}");
+    let out = ok(&home.sky_in(home.path(), &["status"]), "status");
+    assert!(
+        out.contains("beside") && !out.contains("sp-cluster"),
+        "{out}"
+    );
+    ok(&home.sky_in(home.path(), &["down", "beside"]), "down");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        before,
+        "SkyPilot's state.db changed"
+    );
+    assert_eq!(
+        listing(&home.path().join(".sky")),
+        sky_before,
+        "sky-rs wrote into ~/.sky"
+    );
+    assert!(home.path().join(".sky-rs/state.db").exists());
     home.assert_clean();
 }

@@ -68,9 +68,10 @@ impl Drop for Home {
     /// A test that failed half-way must not leak clusters: tear down whatever this HOME still
     /// has (agents, node directories) before the directory goes.
     fn drop(&mut self) {
-        // State lives in ~/.sky/state.db, or wherever ~/.sky/config.yaml's `db:` says.
+        // State lives in ~/.sky-rs/state.db, or wherever ~/.sky/config.yaml's `db:` says.
         let sky = self.dir.path().join(".sky");
-        if sky.join("state.db").exists() || sky.join("config.yaml").exists() {
+        let own = self.dir.path().join(".sky-rs");
+        if own.join("state.db").exists() || sky.join("config.yaml").exists() {
             let _ = Command::new(env!("CARGO_BIN_EXE_sky"))
                 .args(["down", "-a", "-p"])
                 .env_clear()
@@ -505,3 +506,4 @@ mod loader;
 mod recover;
 mod sched;
 mod ssh;
+mod sshcmd;

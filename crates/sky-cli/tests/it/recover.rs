@@ -19,7 +19,7 @@ fn ok(o: &Output, what: &str) -> (String, String) {
 }
 
 fn state_db(home: &Home) -> PathBuf {
-    home.dir.path().join(".sky/state.db")
+    home.dir.path().join(".sky-rs/state.db")
 }
 
 /// Removes the database's -wal and -shm files (no `sky` process has it open now).
@@ -79,7 +79,7 @@ fn head_agents(home: &Home) -> Vec<String> {
 
 /// The cluster directories under the local cloud's root.
 fn node_dirs(home: &Home) -> Vec<String> {
-    std::fs::read_dir(home.dir.path().join(".sky/local"))
+    std::fs::read_dir(home.dir.path().join(".sky-rs/local"))
         .into_iter()
         .flatten()
         .flatten()

@@ -154,7 +154,7 @@ impl Gpu {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let procs = processes_mentioning(&needle);
-            let local = self.home.dir.path().join(".sky/local");
+            let local = self.home.dir.path().join(".sky-rs/local");
             let dirs: Vec<String> = std::fs::read_dir(&local)
                 .into_iter()
                 .flatten()

@@ -90,6 +90,8 @@ proptest! {
     /// Within the budgets the loader is yaml-rust2's loader (only then is yaml-rust2 safe to run).
     #[test]
     fn loader_matches_yaml_rust2(text in yamlish()) {
+        // The one intended difference: a plain `0o…` scalar stays a string.
+        prop_assume!(!text.contains("0o"));
         match load_yaml(&text) {
             Ok(docs) => {
                 let theirs = YamlLoader::load_from_str(&text);
