@@ -255,7 +255,7 @@ pub fn block_on<F: std::future::Future<Output = i32>>(f: F) -> i32 {
                     .and_then(|m| m.clone())
                     .unwrap_or_else(|| "Interrupted.".into());
                 eprintln!("\n{message}");
-                130
+                exit::INTERRUPTED
             }
         }
     })

@@ -11,6 +11,7 @@
 //! no failure path leaves an instance that `sky down` cannot find. This crate prints nothing:
 //! progress goes through a [`Reporter`].
 
+pub mod exit;
 mod failover;
 mod features;
 mod lock;
@@ -802,10 +803,10 @@ fn agent_err(cluster: &str, e: sky_agent::AgentError) -> LaunchError {
 /// SkyPilot's job exit codes for `sky launch`/`exec`/`logs --status`.
 pub fn job_exit_code(status: Option<JobStatus>) -> i32 {
     match status {
-        Some(JobStatus::Succeeded) => 0,
-        Some(JobStatus::Cancelled) => 103,
-        Some(s) if s.is_terminal() => 100,
-        Some(_) => 101,
-        None => 102,
+        Some(JobStatus::Succeeded) => exit::OK,
+        Some(JobStatus::Cancelled) => exit::JOB_CANCELLED,
+        Some(s) if s.is_terminal() => exit::JOB_FAILED,
+        Some(_) => exit::JOB_NOT_FINISHED,
+        None => exit::JOB_NOT_FOUND,
     }
 }
