@@ -490,13 +490,9 @@ pub fn parse_capacity(out: &str) -> HostCapacity {
         .map(|kib| (kib / 1024.0 / 1024.0 * 10.0).round() / 10.0)
         .unwrap_or(0.0);
     let mut gpus: BTreeMap<String, f64> = BTreeMap::new();
-    for l in lines {
-        let cols: Vec<&str> = l.split(',').map(str::trim).collect();
-        if cols.len() >= 3 && cols[0].parse::<u32>().is_ok() {
-            *gpus
-                .entry(canonical_gpu_name(cols[1], cols[2]))
-                .or_default() += 1.0;
-        }
+    let rest: Vec<&str> = lines.collect();
+    for g in sky_provider::gpu::parse_nvidia_smi_query(&rest.join("\n")) {
+        *gpus.entry(canonical_gpu_name(&g.name)).or_default() += 1.0;
     }
     HostCapacity {
         vcpus,
@@ -505,25 +501,7 @@ pub fn parse_capacity(out: &str) -> HostCapacity {
     }
 }
 
-/// `NVIDIA A100-SXM4-80GB` → `A100-80GB`, `Tesla T4` → `T4`, `NVIDIA H100 80GB HBM3` → `H100`.
-pub fn canonical_gpu_name(name: &str, memory: &str) -> String {
-    let n = name
-        .trim()
-        .trim_start_matches("NVIDIA ")
-        .trim_start_matches("Tesla ")
-        .trim_start_matches("GeForce ");
-    let base = n.split([' ', '-']).next().unwrap_or(n).to_string();
-    let mib: f64 = memory
-        .split_whitespace()
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0.0);
-    if base == "A100" && mib > 60000.0 {
-        "A100-80GB".into()
-    } else {
-        base
-    }
-}
+pub use sky_provider::gpu::canonical_gpu_name;
 
 /// Releases leases taken by `run_instances` unless it succeeded (also when it is cancelled).
 struct LeaseGuard<'a> {
@@ -836,11 +814,11 @@ mod tests {
         assert!((c.memory_gib - 15.6).abs() < 0.01, "{}", c.memory_gib);
         assert_eq!(c.accelerator, Some(("A100-80GB".into(), 2.0)));
         assert_eq!(parse_capacity("2\n1000000\n").accelerator, None);
-        assert_eq!(canonical_gpu_name("Tesla T4", "15360 MiB"), "T4");
-        assert_eq!(
-            canonical_gpu_name("NVIDIA H100 80GB HBM3", "81559 MiB"),
-            "H100"
-        );
+        assert_eq!(canonical_gpu_name("Tesla T4"), "T4");
+        assert_eq!(canonical_gpu_name("NVIDIA H100 80GB HBM3"), "H100");
+        // Both clouds name a GeForce card alike (this parser once said `RTX`).
+        let c = parse_capacity("4\n1000000\n0, NVIDIA GeForce RTX 4090, 24564 MiB\n");
+        assert_eq!(c.accelerator, Some(("RTX4090".into(), 1.0)));
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! on `sky-catalog`, or on `sky-state`; it only defines types and traits. The contract in words is
 //! `docs/specs/provider.md`.
 
+pub mod gpu;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
