@@ -11,10 +11,7 @@ use sky_agent::{AgentConfig, ClusterInfo};
 
 use crate::{AgentArgs, hostenv::HostEnv};
 
-/// Single-quotes a word for `sh`.
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
+use sky_provider::shell_quote as sh_quote;
 
 /// The argv the head agent runs when autostop fires (`stop` or `down` is appended as `$1`).
 pub fn autostop_hook(env: &HostEnv, cluster: &str) -> Vec<String> {

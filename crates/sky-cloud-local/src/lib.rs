@@ -463,7 +463,7 @@ impl LocalProvider {
 }
 
 fn shell_quote(p: &Path) -> String {
-    format!("'{}'", p.to_string_lossy().replace('\'', r"'\''"))
+    sky_provider::shell_quote(&p.to_string_lossy())
 }
 
 /// The preemption watchdog: after `after` seconds, does to the cluster what a spot preemption

@@ -891,6 +891,12 @@ mod tests {
         }
         assert!(t.options(false).join(" ").contains("ControlPath=none"));
         assert_eq!(t.destination(), "sky@10.200.0.11");
-        assert_eq!(shell_quote("a'b"), r"'a'\''b'");
+        for word in ["a'b", "plain", "with space", "$HOME", "~/x", "", "a\"b\\c"] {
+            assert_eq!(
+                shlex::split(&shell_quote(word)),
+                Some(vec![word.to_string()]),
+                "{word}"
+            );
+        }
     }
 }

@@ -31,10 +31,7 @@ pub struct SshTarget {
     pub connect_timeout: Duration,
 }
 
-/// Quotes a string for a POSIX shell.
-pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
+pub use sky_provider::shell_quote;
 
 impl SshTarget {
     /// `user@ip` (or `ip`).

@@ -459,9 +459,18 @@ pub struct SshEndpoint {
     pub options: Vec<String>,
 }
 
-/// Quotes `s` for a POSIX shell.
+/// Quotes `s` as one POSIX shell word (with `shlex`: the one quoter every crate uses). NUL
+/// bytes, which no shell word can hold, are dropped; inputs that may hold one (env values,
+/// names) are refused at validation before they get here.
+pub fn shell_quote(s: &str) -> String {
+    match shlex::try_quote(&s.replace('\0', "")) {
+        Ok(q) => q.into_owned(),
+        Err(_) => String::from("''"),
+    }
+}
+
 fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
+    shell_quote(s)
 }
 
 /// Quotes a value of an ssh config file when it needs it (spaces, quotes).
