@@ -1,15 +1,15 @@
 //! Provisioning with failover: zone → region → next-cheapest cloud.
 //!
 //! Each failed placement is blocked and the optimizer runs again, so candidates are tried
-//! cheapest first and ordered lists keep their order. Capacity and quota errors move on; auth
-//! and invalid-config errors stop at once with the fix; transient errors retry with backoff.
+//! cheapest first and ordered lists keep their order. What each error does is
+//! [`ProvisionError::action`]'s to say (docs/specs/provider.md §4); this loop only follows it:
+//! block and move on, retry with backoff (then block), or stop with the fix. Every failed
+//! placement goes into the history.
 
 use std::time::Duration;
 
 use sky_optimizer::{Blocked, Launchable, OptimizeError};
-use sky_provider::{
-    ClusterHandle, FailureScope, ProvisionError, ProvisionErrorKind, ProvisionRequest,
-};
+use sky_provider::{ClusterHandle, FailoverAction, FailureScope, ProvisionError, ProvisionRequest};
 use sky_spec::Task;
 use sky_state::{ClusterRecord, ClusterStatus};
 
@@ -48,8 +48,6 @@ pub fn render_history(history: &[Attempt]) -> String {
     }
     out
 }
-
-const TRANSIENT_RETRIES: u32 = 3;
 
 fn display_cloud(cloud: &str) -> String {
     match cloud {
@@ -215,8 +213,13 @@ impl Backend {
                         };
                         rep.attempt_failed(&attempt);
                         history.push(attempt);
-                        match e.kind {
-                            ProvisionErrorKind::Auth | ProvisionErrorKind::InvalidConfig => {
+                        // try_place has used up the retries: a retry's scope is blocked now.
+                        let scope = match e.action() {
+                            FailoverAction::Stop => None,
+                            FailoverAction::MoveOn(s) | FailoverAction::Retry(s) => Some(s),
+                        };
+                        match scope {
+                            None => {
                                 let fix = e
                                     .fix
                                     .clone()
@@ -233,7 +236,7 @@ impl Backend {
                                     history,
                                 });
                             }
-                            _ => match e.scope {
+                            Some(scope) => match scope {
                                 FailureScope::Zone => blocked.push(block(&l, zone.clone(), false)),
                                 FailureScope::Region => {
                                     blocked.push(block(&l, None, false));
@@ -279,7 +282,7 @@ impl Backend {
                 opts.cluster, opts.cluster
             ))
         })?;
-        self.finish_provisioning(opts, handle, rep).await
+        self.finish_provisioning(opts, handle, rep, false).await
     }
 
     async fn try_place(
@@ -350,42 +353,50 @@ impl Backend {
         let mut tries = 0;
         loop {
             tries += 1;
-            match p.run_instances(&req).await {
-                Ok(handle) => {
-                    return self
-                        .finish_provisioning(opts, handle, rep)
-                        .await
-                        .map_err(TryError::Fatal);
-                }
-                Err(e) => {
-                    // The provider must have cleaned up; terminate again to be sure, then forget.
-                    let _ = p.terminate_instances(&prelim).await;
-                    if e.kind == ProvisionErrorKind::Transient && tries < TRANSIENT_RETRIES {
-                        let wait = Duration::from_millis(500 * (1 << tries));
-                        rep.step(&format!(
-                            "transient error ({}); retrying in {:.1}s",
-                            e.message,
-                            wait.as_secs_f64()
-                        ));
-                        tokio::time::sleep(wait).await;
-                        continue;
+            let e = match p.run_instances(&req).await {
+                // Waiting is part of provisioning: if the instances never come up, this
+                // placement failed like any other (terminated, then failover).
+                Ok(handle) => match p.wait_instances(&handle).await {
+                    Ok(()) => {
+                        return self
+                            .finish_provisioning(opts, handle, rep, true)
+                            .await
+                            .map_err(TryError::Fatal);
                     }
-                    self.state
-                        .remove_cluster(&opts.cluster, now())
-                        .await
-                        .map_err(|e| TryError::Fatal(e.into()))?;
-                    return Err(TryError::Failed(e));
-                }
+                    Err(e) => {
+                        let _ = p.terminate_instances(&handle).await;
+                        e
+                    }
+                },
+                Err(e) => e,
+            };
+            // The provider must have cleaned up; terminate again to be sure, then forget.
+            let _ = p.terminate_instances(&prelim).await;
+            if matches!(e.action(), FailoverAction::Retry(_)) && tries < FailoverAction::RETRIES {
+                let wait = Duration::from_millis(500 * (1 << tries));
+                rep.step(&format!(
+                    "transient error ({}); retrying in {:.1}s",
+                    e.message,
+                    wait.as_secs_f64()
+                ));
+                tokio::time::sleep(wait).await;
+                continue;
             }
+            self.state
+                .remove_cluster(&opts.cluster, now())
+                .await
+                .map_err(|e| TryError::Fatal(e.into()))?;
+            return Err(TryError::Failed(e));
         }
     }
 
-    /// After the instances exist: wait, start the agents, record the cluster UP.
+    /// After the instances exist: wait (unless `waited`), start the agents, record the cluster UP.
     async fn finish_provisioning(
         &self,
         opts: &LaunchOptions,
         handle: ClusterHandle,
         rep: &dyn Reporter,
+        waited: bool,
     ) -> Result<StoredHandle, LaunchError> {
         let cluster = opts.cluster.clone();
         let p = self.provider(&handle.cloud)?;
@@ -396,11 +407,13 @@ impl Backend {
         rec.handle = serde_json::to_value(&stored).unwrap_or_default();
         rec.zone = handle.zone.clone();
         self.state.upsert_cluster(&rec).await?;
-        p.wait_instances(&handle).await.map_err(|e| {
-            LaunchError::Provider(format!(
-                "instances of `{cluster}` did not come up: {e}; `sky down {cluster}` removes them"
-            ))
-        })?;
+        if !waited {
+            p.wait_instances(&handle).await.map_err(|e| {
+                LaunchError::Provider(format!(
+                    "instances of `{cluster}` did not come up: {e}; `sky down {cluster}` removes them"
+                ))
+            })?;
+        }
         let stored = runtime::start_agents(self, &cluster, handle, &stored, rep)
             .await
             .map_err(|e| match e {

@@ -58,7 +58,7 @@ pub enum ProvisionErrorKind {
     NotSupported,
     /// A temporary error (rate limit, timeout, network): retry the same place with backoff.
     Transient,
-    /// Anything else.
+    /// Anything else (unclassified): blocks where it was tried, failover moves on.
     Other,
 }
 
@@ -100,12 +100,18 @@ impl fmt::Display for FailureScope {
 /// What failover does next with an error (see [`ProvisionError::action`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FailoverAction {
-    /// Block `scope` and try the next candidate.
+    /// Block `scope` (of the placement that was tried) and try the next candidate.
     MoveOn(FailureScope),
-    /// Retry the same candidate after a backoff.
-    Retry,
+    /// Retry the same placement with backoff, up to [`FailoverAction::RETRIES`] tries in all;
+    /// then block `scope` and move on, as [`FailoverAction::MoveOn`].
+    Retry(FailureScope),
     /// Stop failover at once and report the error (with its fix).
     Stop,
+}
+
+impl FailoverAction {
+    /// How many times in all a placement is tried when its errors say [`FailoverAction::Retry`].
+    pub const RETRIES: u32 = 3;
 }
 
 /// A provisioning error: its kind and scope drive failover; `message` is what the user reads
@@ -162,22 +168,27 @@ impl ProvisionError {
         Self::new(ProvisionErrorKind::Transient, scope, message)
     }
 
+    /// An unclassified error; it blocks only where it was tried (see [`ProvisionError::action`]).
     pub fn other(message: impl Into<String>) -> Self {
-        Self::new(ProvisionErrorKind::Other, FailureScope::Cloud, message)
+        Self::new(ProvisionErrorKind::Other, FailureScope::Zone, message)
     }
 
-    /// What failover does with this error: capacity and quota move on (blocking `scope`),
-    /// not-supported moves on too (the candidate cannot work here), transient retries, auth and
-    /// invalid config stop at once, anything else stops.
+    /// What failover does with this error, as SkyPilot does (docs/specs/provider.md §4). This is
+    /// the one place the rule lives; the launcher only follows it.
+    ///
+    /// - capacity, quota, not-supported: block `scope` and move on;
+    /// - transient: retry the same place with backoff, then block `scope` and move on;
+    /// - auth, invalid config: stop at once (the error repeats everywhere; its fix says what to do);
+    /// - other (unclassified): block where it was tried (the zone, or the region when the
+    ///   placement had no zone), whatever `scope` says, and move on; the history shows it.
     pub fn action(&self) -> FailoverAction {
         match self.kind {
             ProvisionErrorKind::Capacity
             | ProvisionErrorKind::Quota
             | ProvisionErrorKind::NotSupported => FailoverAction::MoveOn(self.scope),
-            ProvisionErrorKind::Transient => FailoverAction::Retry,
-            ProvisionErrorKind::Auth
-            | ProvisionErrorKind::InvalidConfig
-            | ProvisionErrorKind::Other => FailoverAction::Stop,
+            ProvisionErrorKind::Transient => FailoverAction::Retry(self.scope),
+            ProvisionErrorKind::Auth | ProvisionErrorKind::InvalidConfig => FailoverAction::Stop,
+            ProvisionErrorKind::Other => FailoverAction::MoveOn(FailureScope::Zone),
         }
     }
 
@@ -887,7 +898,20 @@ mod tests {
         );
         assert_eq!(
             ProvisionError::transient(FailureScope::Zone, "x").action(),
-            FailoverAction::Retry
+            FailoverAction::Retry(FailureScope::Zone)
+        );
+        assert_eq!(
+            ProvisionError::not_supported("x").action(),
+            FailoverAction::MoveOn(FailureScope::Cloud)
+        );
+        // Unclassified: blocks where it was tried, whatever scope it claims.
+        assert_eq!(
+            ProvisionError::other("x").action(),
+            FailoverAction::MoveOn(FailureScope::Zone)
+        );
+        assert_eq!(
+            ProvisionError::new(ProvisionErrorKind::Other, FailureScope::Cloud, "x").action(),
+            FailoverAction::MoveOn(FailureScope::Zone)
         );
         assert!(
             FailureScope::Zone < FailureScope::Region && FailureScope::Region < FailureScope::Cloud

@@ -1,0 +1,3 @@
+//! sky-launch's own integration tests: the launcher against the test kit's fake cloud.
+
+mod failover;
