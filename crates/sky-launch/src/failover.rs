@@ -313,18 +313,7 @@ impl Backend {
             ips: Vec::new(),
             node_accelerators: l.accelerator.clone(),
             launched_resources: launched.clone(),
-            ports: l
-                .resources
-                .ports
-                .iter()
-                .map(|p| {
-                    if p.start == p.end {
-                        p.start.to_string()
-                    } else {
-                        format!("{}-{}", p.start, p.end)
-                    }
-                })
-                .collect(),
+            ports: l.resources.ports.iter().map(ToString::to_string).collect(),
         };
         // Record first: whatever happens next, `sky down` can find it.
         let t = now();

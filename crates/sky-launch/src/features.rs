@@ -68,17 +68,7 @@ fn needs(r: &Resources, num_nodes: u32) -> Vec<(Need, String)> {
         None => {}
     }
     if !r.ports.is_empty() {
-        let ports: Vec<String> = r
-            .ports
-            .iter()
-            .map(|p| {
-                if p.start == p.end {
-                    p.start.to_string()
-                } else {
-                    format!("{}-{}", p.start, p.end)
-                }
-            })
-            .collect();
+        let ports: Vec<String> = r.ports.iter().map(ToString::to_string).collect();
         v.push((Need::OpenPorts, format!("ports: {}", ports.join(", "))));
     }
     if r.use_spot {

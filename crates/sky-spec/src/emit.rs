@@ -167,11 +167,7 @@ pub(crate) fn accel_str(a: &AcceleratorRequest) -> String {
 }
 
 pub(crate) fn port_str(p: &PortRange) -> String {
-    if p.start == p.end {
-        p.start.to_string()
-    } else {
-        format!("{}-{}", p.start, p.end)
-    }
+    p.to_string()
 }
 
 fn resources_yaml(r: &Resources) -> Yaml {

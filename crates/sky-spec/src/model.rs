@@ -240,6 +240,17 @@ pub struct PortRange {
     pub end: u16,
 }
 
+/// `8080`, or `9000-9010` for a range (SkyPilot's `ports:` form).
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.start == self.end {
+            write!(f, "{}", self.start)
+        } else {
+            write!(f, "{}-{}", self.start, self.end)
+        }
+    }
+}
+
 /// `image_id:` a single image for every region, or one per region.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ImageId {
