@@ -119,7 +119,7 @@ impl Home {
 
     /// Waits (bounded) until no process is left and, with `no_dirs`, no node directory.
     pub(crate) fn assert_no_processes_and(&self, no_dirs: bool) {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let procs = self.processes();
             let local = self.path().join(".sky-rs/local");

@@ -32,15 +32,14 @@ impl Home {
             .spawn()
             .expect("spawn sky")
     }
+}
 
-    /// The pids of this HOME's agents (`sky agent serve`), head (`--head`) or all.
-    fn agent_pids(&self, head_only: bool) -> Vec<String> {
-        self.processes()
-            .into_iter()
-            .filter(|p| p.contains("agent serve") && (!head_only || p.contains("--head")))
-            .map(|p| p.split(':').next().unwrap_or_default().to_string())
-            .collect()
-    }
+/// The pids of this HOME's head agents (a child an agent forked to start a job is not one).
+fn head_agent_pids(home: &Home) -> Vec<String> {
+    crate::recover::head_agents(home)
+        .iter()
+        .map(|p| p.split(':').next().unwrap_or_default().to_string())
+        .collect()
 }
 
 /// Polls (bounded, 30 s) until `f` returns `Some`.
@@ -173,7 +172,7 @@ fn parallel_launches_of_one_name_share_one_cluster() {
         assert!(out.contains(&format!("hi-{i}")), "launch {i}:\n{out}");
     }
     // One head agent, and the three jobs ran on it.
-    assert_eq!(home.agent_pids(true).len(), 1, "{:?}", home.processes());
+    assert_eq!(head_agent_pids(&home).len(), 1, "{:?}", home.processes());
     let out = ok(&home.sky_in(home.path(), &["queue", "same"]), "queue");
     assert_eq!(out.matches("SUCCEEDED").count(), 3, "{out}");
     ok(&home.sky_in(home.path(), &["down", "same"]), "down");
@@ -224,7 +223,7 @@ fn a_paused_agent_is_unreachable_and_its_job_lives() {
         ),
         "launch",
     );
-    let heads = home.agent_pids(true);
+    let heads = head_agent_pids(&home);
     assert_eq!(heads.len(), 1, "{:?}", home.processes());
     let head = heads[0].clone();
     let signal = |sig: &str| {
@@ -263,7 +262,7 @@ fn a_paused_agent_is_unreachable_and_its_job_lives() {
             .success()
     );
     wait_for("the agent to be gone", || {
-        (!home.agent_pids(true).contains(&head)).then_some(())
+        (!head_agent_pids(&home).contains(&head)).then_some(())
     });
     let out = ok(&home.sky_in(home.path(), &["status", "-r"]), "status -r");
     assert!(out.contains("INIT"), "{out}");

@@ -5,7 +5,6 @@
 use std::{
     path::{Path, PathBuf},
     process::Output,
-    time::{Duration, Instant},
 };
 
 use crate::{Home, code, text};
@@ -29,30 +28,6 @@ fn remove_wal(home: &Home) {
     }
 }
 
-/// The processes whose command line or environment mention this HOME, as `pid: cmdline`.
-fn processes_of(home: &Home) -> Vec<String> {
-    let needle = home.dir.path().display().to_string();
-    let me = std::process::id().to_string();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let pid = entry.file_name().to_string_lossy().to_string();
-        if !pid.chars().all(|c| c.is_ascii_digit()) || pid == me {
-            continue;
-        }
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
-        let hay =
-            String::from_utf8_lossy(&[cmdline.as_slice(), environ.as_slice()].concat()).to_string();
-        if hay.contains(&needle) {
-            found.push(format!(
-                "{pid}: {}",
-                String::from_utf8_lossy(&cmdline).replace('\0', " ")
-            ));
-        }
-    }
-    found
-}
-
 /// The parent of a process, from `/proc/<pid>/stat` (the field after the name's `)`).
 fn parent(pid: &str) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -65,8 +40,9 @@ fn parent(pid: &str) -> Option<String> {
 
 /// The head agents (`sky agent serve --head`) running for this HOME, as `pid: cmdline`; a
 /// child an agent has forked but not yet replaced (it starts a job) is not another agent.
-fn head_agents(home: &Home) -> Vec<String> {
-    let all: Vec<String> = processes_of(home)
+pub(crate) fn head_agents(home: &Home) -> Vec<String> {
+    let all: Vec<String> = home
+        .processes()
         .into_iter()
         .filter(|p| p.contains("agent serve") && p.contains("--head"))
         .collect();
@@ -75,33 +51,6 @@ fn head_agents(home: &Home) -> Vec<String> {
     all.into_iter()
         .filter(|p| parent(&pid(p)).is_none_or(|pp| !pids.contains(&pp)))
         .collect()
-}
-
-/// The cluster directories under the local cloud's root.
-fn node_dirs(home: &Home) -> Vec<String> {
-    std::fs::read_dir(home.dir.path().join(".sky-rs/local"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .filter(|n| !n.starts_with('.'))
-        .collect()
-}
-
-/// Waits (bounded) until this HOME has no process and no node directory left.
-fn assert_clean(home: &Home) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (procs, dirs) = (processes_of(home), node_dirs(home));
-        if procs.is_empty() && dirs.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "left behind: processes {procs:?}, node dirs {dirs:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Launches cluster `lost` with a long detached job; returns its head agent.
@@ -140,7 +89,7 @@ fn finds_reuses_and_downs(home: &Home, agent: &str) {
     assert_eq!(head_agents(home), vec![agent.to_string()], "one head agent");
 
     ok(&home.sky(&["down", "lost"]), "down");
-    assert_clean(home);
+    home.assert_clean();
     let (out, _) = ok(&home.sky(&["status"]), "status after down");
     assert!(out.contains("No existing clusters"), "{out}");
 }
@@ -203,7 +152,7 @@ fn a_damaged_state_database_says_what_to_do_and_down_still_cleans_up() {
             && err.contains(FOUND),
         "{out}\n{err}"
     );
-    assert_clean(&home);
+    home.assert_clean();
     // The damaged file is the user's to deal with: left as it was.
     assert_eq!(std::fs::read(&db).unwrap(), garbage);
     // Moved aside as the message says, sky starts afresh.
