@@ -1,15 +1,12 @@
 //! sky-cloud-ssh runs clusters on existing machines reached over SSH, as SkyPilot's SSH node
-//! pools do, and provides the SSH runtime every VM cloud uses once its instances are up.
-//! [`SshRunner`] is a `CommandRunner` over the system `ssh` (a ControlMaster per host, BatchMode,
-//! ConnectTimeout, the pool's identity file and host-key policy) and `rsync`, with port
-//! forwarding; [`SshProvider`] (cloud id `ssh`) reads pools from `~/.sky/ssh_node_pools.yaml`
+//! pools do. [`SshProvider`] (cloud id `ssh`) reads pools from `~/.sky/ssh_node_pools.yaml`
 //! (parsed by `sky-spec`), treats each pool `p` as region `ssh-p` (`--infra ssh/p`), leases
 //! hosts to clusters with lease files under the client's `~/.sky-rs/ssh/leases` (two clusters never
 //! share a host), checks hosts are reachable before handing them out, and detects their CPUs,
-//! memory and GPUs (`nvidia-smi`). It must not depend on another cloud crate, on `sky-launch` or on
-//! `sky-state`, must not know YAML itself, and only ever connects to the hosts its pools list.
-
-mod runner;
+//! memory and GPUs (`sky_provider::gpu`, the catalog's names). Its nodes' runners are the SSH
+//! runtime's (`sky-ssh`'s [`SshRunner`], re-exported here). It must not depend on another cloud
+//! crate, on `sky-launch` or on `sky-state`, must not know YAML itself, and only ever connects to
+//! the hosts its pools list.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,7 +22,7 @@ use sky_provider::{
 };
 use sky_spec::ssh_pools::{SshHost, SshPool, parse_ssh_node_pools};
 
-pub use runner::{CLUSTER_MARKER_ENV, SshRunner, SshTarget, shell_quote};
+pub use sky_ssh::{CLUSTER_MARKER_ENV, SshRunner, SshTarget, default_control_dir, shell_quote};
 
 /// The provider id.
 pub const SSH_CLOUD_ID: &str = "ssh";
@@ -471,15 +468,6 @@ pub fn region_of(pool: &str) -> String {
     format!("ssh-{pool}")
 }
 
-/// ControlMaster sockets go under `/tmp/sky-ssh-<uid>` (short, per user).
-pub fn default_control_dir() -> PathBuf {
-    use std::os::unix::fs::MetadataExt;
-    let uid = std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(0);
-    PathBuf::from(format!("/tmp/sky-ssh-{uid}"))
-}
-
 /// Parses the probe's output: `nproc`, MemTotal in KiB, then `nvidia-smi` CSV lines.
 pub fn parse_capacity(out: &str) -> HostCapacity {
     let mut lines = out.lines().map(str::trim).filter(|l| !l.is_empty());
@@ -863,40 +851,5 @@ mod tests {
                 capacity: Some(cap),
             }]
         );
-    }
-
-    #[test]
-    fn ssh_options_follow_the_pool() {
-        let t = SshTarget {
-            ip: "10.200.0.11".into(),
-            port: 22,
-            user: Some("sky".into()),
-            identity_file: Some("/k/id".into()),
-            known_hosts_file: Some("/k/known".into()),
-            strict_host_key_checking: "yes".into(),
-            control_dir: "/tmp/c".into(),
-            connect_timeout: Duration::from_secs(3),
-        };
-        let o = t.options(true).join(" ");
-        for want in [
-            "BatchMode=yes",
-            "ConnectTimeout=3",
-            "StrictHostKeyChecking=yes",
-            "UserKnownHostsFile=/k/known",
-            "-i /k/id",
-            "ControlPath=/tmp/c/%C",
-            "ControlPersist=",
-        ] {
-            assert!(o.contains(want), "{want} not in {o}");
-        }
-        assert!(t.options(false).join(" ").contains("ControlPath=none"));
-        assert_eq!(t.destination(), "sky@10.200.0.11");
-        for word in ["a'b", "plain", "with space", "$HOME", "~/x", "", "a\"b\\c"] {
-            assert_eq!(
-                shlex::split(&shell_quote(word)),
-                Some(vec![word.to_string()]),
-                "{word}"
-            );
-        }
     }
 }

@@ -2,8 +2,6 @@
 //! `ip netns`; an error with SKY_REQUIRE_EMULATORS=1).
 
 mod provider;
-mod runner;
-mod session;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use sky_cloud_ssh::{SshRunner, SshTarget};
 use sky_provider::CommandRunner;
 use sky_provider_testkit::netns::NetnsHosts;
+use sky_ssh::{SshRunner, SshTarget};
 
 fn runner(hosts: &NetnsHosts) -> Arc<dyn CommandRunner> {
     Arc::new(SshRunner::new(

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sky_provider::{CommandRunner, OutputSink, RunnerError, SshEndpoint};
+use sky_provider::{CommandRunner, OutputSink, RunnerError, SshEndpoint, shell_quote};
 use tokio::io::AsyncReadExt;
 
 /// The environment variable every process started by `spawn_detached` carries (= the cluster's
@@ -30,8 +30,6 @@ pub struct SshTarget {
     pub control_dir: PathBuf,
     pub connect_timeout: Duration,
 }
-
-pub use sky_provider::shell_quote;
 
 impl SshTarget {
     /// `user@ip` (or `ip`).
@@ -156,7 +154,7 @@ impl SshTarget {
     }
 }
 
-pub(crate) fn exit_code(status: std::process::ExitStatus) -> i32 {
+fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     status
         .code()
@@ -436,5 +434,57 @@ impl CommandRunner for SshRunner {
             .unwrap_or_else(|e| e.into_inner())
             .push((child, stdin));
         Ok(local)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_options_follow_the_target() {
+        let t = SshTarget {
+            ip: "10.200.0.11".into(),
+            port: 22,
+            user: Some("sky".into()),
+            identity_file: Some("/k/id".into()),
+            known_hosts_file: Some("/k/known".into()),
+            strict_host_key_checking: "yes".into(),
+            control_dir: "/tmp/c".into(),
+            connect_timeout: Duration::from_secs(3),
+        };
+        let o = t.options(true).join(" ");
+        for want in [
+            "BatchMode=yes",
+            "ConnectTimeout=3",
+            "StrictHostKeyChecking=yes",
+            "UserKnownHostsFile=/k/known",
+            "-i /k/id",
+            "ControlPath=/tmp/c/%C",
+            "ControlPersist=",
+        ] {
+            assert!(o.contains(want), "{want} not in {o}");
+        }
+        assert!(t.options(false).join(" ").contains("ControlPath=none"));
+        assert_eq!(t.destination(), "sky@10.200.0.11");
+        for word in ["a'b", "plain", "with space", "$HOME", "~/x", "", "a\"b\\c"] {
+            assert_eq!(
+                shlex::split(&shell_quote(word)),
+                Some(vec![word.to_string()]),
+                "{word}"
+            );
+        }
+    }
+
+    #[test]
+    fn remote_paths_are_under_the_home() {
+        assert_eq!(remote_path("~"), ".");
+        assert_eq!(remote_path("~/"), ".");
+        assert_eq!(remote_path("~/.sky/bin/sky"), ".sky/bin/sky");
+        assert_eq!(remote_path("/opt/x"), "/opt/x");
+        assert_eq!(
+            exports(&[("A".into(), "x y".into()), ("B-C".into(), "z".into())]),
+            "export A='x y'; "
+        );
     }
 }

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use sky_cloud_ssh::{SshRunner, SshTarget};
 use sky_provider::CommandRunner;
 use sky_provider_testkit::netns::NetnsHosts;
+use sky_ssh::{SshRunner, SshTarget};
 
 fn runner(c: &mut Criterion) {
     let Some(hosts) = NetnsHosts::up(1) else {
