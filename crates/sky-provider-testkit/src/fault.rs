@@ -1,4 +1,5 @@
-//! `FaultInjector`: a provider wrapper that fails chosen calls with chosen errors.
+//! `FaultInjector`: a provider wrapper that fails chosen calls with chosen errors, or holds
+//! them until their caller drops them (to test cancellation).
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -26,13 +27,22 @@ pub enum Op {
 
 /// Fails calls of `op` (in `region`/`zone` when given) with `error`, `times` times (`None`:
 /// every time). A rule with a zone matches only requests (or handles) that name that zone.
+/// A [`FaultRule::hang`] rule holds the call instead: it never returns, so its caller must
+/// drop it (as a cancelled launch does).
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct FaultRule {
     pub op: Op,
     pub region: Option<String>,
     pub zone: Option<String>,
     pub error: ProvisionError,
     pub times: Option<u32>,
+    /// Hold the call until it is dropped instead of failing it. With
+    /// [`FaultRule::after_inner`], the inner provider's call runs first (it creates what it
+    /// creates), then the call hangs.
+    pub hang: bool,
+    /// Let the call reach the inner provider before the rule acts (for `hang`).
+    pub after_inner: bool,
 }
 
 impl FaultRule {
@@ -43,7 +53,26 @@ impl FaultRule {
             zone: None,
             error,
             times: None,
+            hang: false,
+            after_inner: false,
         }
+    }
+
+    /// Holds calls of `op` until their caller drops them: the call never returns. Nothing
+    /// reaches the inner provider unless [`FaultRule::after_inner`] is added.
+    pub fn hang(op: Op) -> Self {
+        FaultRule {
+            hang: true,
+            ..FaultRule::new(op, ProvisionError::other("held by a hang rule"))
+        }
+    }
+
+    /// The inner provider's call runs first; then the rule acts (a `hang` rule then holds the
+    /// call after the inner provider created what it creates; an error rule fails it anyway).
+    #[must_use]
+    pub fn after_inner(mut self) -> Self {
+        self.after_inner = true;
+        self
     }
 
     #[must_use]
@@ -80,6 +109,10 @@ pub struct FaultInjector {
     rules: Mutex<Vec<FaultRule>>,
     calls: Mutex<Vec<(Op, String, Option<String>)>>,
     features: Mutex<Option<FeatureSet>>,
+    /// Woken on every call (see [`FaultInjector::wait_for_call`]).
+    called: tokio::sync::Notify,
+    /// Calls being held by a hang rule right now.
+    held: std::sync::atomic::AtomicUsize,
 }
 
 impl fmt::Debug for FaultInjector {
@@ -98,6 +131,8 @@ impl FaultInjector {
             rules: Mutex::new(rules),
             calls: Mutex::new(Vec::new()),
             features: Mutex::new(None),
+            called: tokio::sync::Notify::new(),
+            held: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -127,26 +162,137 @@ impl FaultInjector {
         self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn check(&self, op: Op, region: &str, zone: Option<&str>) -> Result<(), ProvisionError> {
-        self.calls.lock().unwrap_or_else(|e| e.into_inner()).push((
-            op,
-            region.to_owned(),
-            zone.map(str::to_owned),
-        ));
+    /// How many calls of `op` were made so far (injected or not).
+    pub fn count(&self, op: Op) -> usize {
+        self.calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(o, _, _)| *o == op)
+            .count()
+    }
+
+    /// Waits until at least `n` calls of `op` have been made (the n-th may still be running,
+    /// or held by a hang rule). No polling interval: every call wakes the waiters.
+    pub async fn wait_for_calls(&self, op: Op, n: usize) {
+        loop {
+            let notified = self.called.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count(op) >= n {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits until a call of `op` has been made (see [`FaultInjector::wait_for_calls`]).
+    pub async fn wait_for_call(&self, op: Op) {
+        self.wait_for_calls(op, 1).await;
+    }
+
+    /// Waits until `n` calls are being held by hang rules (they have begun and not been
+    /// dropped yet).
+    pub async fn wait_for_held(&self, n: usize) {
+        loop {
+            let notified = self.called.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.held() >= n {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Calls being held by hang rules right now.
+    pub fn held(&self) -> usize {
+        self.held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Logs the call and returns what the first matching rule says: `None` to pass through.
+    fn rule_for(
+        &self,
+        op: Op,
+        region: &str,
+        zone: Option<&str>,
+        inner_done: bool,
+    ) -> Option<Fault> {
+        if !inner_done {
+            self.calls.lock().unwrap_or_else(|e| e.into_inner()).push((
+                op,
+                region.to_owned(),
+                zone.map(str::to_owned),
+            ));
+            self.called.notify_waiters();
+        }
         let mut rules = self.rules.lock().unwrap_or_else(|e| e.into_inner());
         for rule in rules.iter_mut() {
-            if rule.matches(op, region, zone) {
+            if rule.matches(op, region, zone) && rule.after_inner == inner_done {
                 if let Some(n) = rule.times.as_mut() {
                     *n -= 1;
                 }
-                return Err(rule.error.clone());
+                return Some(if rule.hang {
+                    Fault::Hang
+                } else {
+                    Fault::Fail(rule.error.clone())
+                });
             }
         }
-        Ok(())
+        None
     }
 
-    fn check_h(&self, op: Op, h: &ClusterHandle) -> Result<(), ProvisionError> {
-        self.check(op, &h.region, h.zone.as_deref())
+    /// Runs `inner` unless a rule fails or holds the call (before or after it).
+    async fn call<T>(
+        &self,
+        op: Op,
+        region: &str,
+        zone: Option<&str>,
+        inner: impl std::future::Future<Output = Result<T, ProvisionError>>,
+    ) -> Result<T, ProvisionError> {
+        if let Some(f) = self.rule_for(op, region, zone, false) {
+            return Err(self.act(f).await);
+        }
+        let out = inner.await;
+        if let Some(f) = self.rule_for(op, region, zone, true) {
+            return Err(self.act(f).await);
+        }
+        out
+    }
+
+    async fn act(&self, f: Fault) -> ProvisionError {
+        match f {
+            Fault::Fail(e) => e,
+            Fault::Hang => {
+                let _held = Held::new(self);
+                std::future::pending::<ProvisionError>().await
+            }
+        }
+    }
+}
+
+enum Fault {
+    Fail(ProvisionError),
+    Hang,
+}
+
+/// Counts a held call while it lives.
+struct Held<'a>(&'a FaultInjector);
+
+impl<'a> Held<'a> {
+    fn new(fi: &'a FaultInjector) -> Self {
+        fi.held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        fi.called.notify_waiters();
+        Held(fi)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0
+            .held
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.called.notify_waiters();
     }
 }
 
@@ -166,8 +312,13 @@ impl CloudProvider for FaultInjector {
     }
 
     async fn check_credentials(&self) -> Result<(), ProvisionError> {
-        self.check(Op::CheckCredentials, "", None)?;
-        self.inner.check_credentials().await
+        self.call(
+            Op::CheckCredentials,
+            "",
+            None,
+            self.inner.check_credentials(),
+        )
+        .await
     }
 
     async fn discover_clusters(&self) -> Result<Vec<ClusterHandle>, ProvisionError> {
@@ -175,36 +326,66 @@ impl CloudProvider for FaultInjector {
     }
 
     async fn run_instances(&self, req: &ProvisionRequest) -> Result<ClusterHandle, ProvisionError> {
-        self.check(Op::RunInstances, &req.region, req.zone.as_deref())?;
-        self.inner.run_instances(req).await
+        self.call(
+            Op::RunInstances,
+            &req.region,
+            req.zone.as_deref(),
+            self.inner.run_instances(req),
+        )
+        .await
     }
 
     async fn wait_instances(&self, h: &ClusterHandle) -> Result<(), ProvisionError> {
-        self.check_h(Op::WaitInstances, h)?;
-        self.inner.wait_instances(h).await
+        self.call(
+            Op::WaitInstances,
+            &h.region,
+            h.zone.as_deref(),
+            self.inner.wait_instances(h),
+        )
+        .await
     }
 
     async fn query_instances(
         &self,
         h: &ClusterHandle,
     ) -> Result<Vec<InstanceInfo>, ProvisionError> {
-        self.check_h(Op::QueryInstances, h)?;
-        self.inner.query_instances(h).await
+        self.call(
+            Op::QueryInstances,
+            &h.region,
+            h.zone.as_deref(),
+            self.inner.query_instances(h),
+        )
+        .await
     }
 
     async fn stop_instances(&self, h: &ClusterHandle) -> Result<(), ProvisionError> {
-        self.check_h(Op::StopInstances, h)?;
-        self.inner.stop_instances(h).await
+        self.call(
+            Op::StopInstances,
+            &h.region,
+            h.zone.as_deref(),
+            self.inner.stop_instances(h),
+        )
+        .await
     }
 
     async fn start_instances(&self, h: &ClusterHandle) -> Result<(), ProvisionError> {
-        self.check_h(Op::StartInstances, h)?;
-        self.inner.start_instances(h).await
+        self.call(
+            Op::StartInstances,
+            &h.region,
+            h.zone.as_deref(),
+            self.inner.start_instances(h),
+        )
+        .await
     }
 
     async fn terminate_instances(&self, h: &ClusterHandle) -> Result<(), ProvisionError> {
-        self.check_h(Op::TerminateInstances, h)?;
-        self.inner.terminate_instances(h).await
+        self.call(
+            Op::TerminateInstances,
+            &h.region,
+            h.zone.as_deref(),
+            self.inner.terminate_instances(h),
+        )
+        .await
     }
 
     async fn open_ports(
@@ -212,13 +393,23 @@ impl CloudProvider for FaultInjector {
         h: &ClusterHandle,
         ports: &[PortRange],
     ) -> Result<(), ProvisionError> {
-        self.check_h(Op::OpenPorts, h)?;
-        self.inner.open_ports(h, ports).await
+        self.call(
+            Op::OpenPorts,
+            &h.region,
+            h.zone.as_deref(),
+            self.inner.open_ports(h, ports),
+        )
+        .await
     }
 
     async fn cleanup_ports(&self, h: &ClusterHandle) -> Result<(), ProvisionError> {
-        self.check_h(Op::CleanupPorts, h)?;
-        self.inner.cleanup_ports(h).await
+        self.call(
+            Op::CleanupPorts,
+            &h.region,
+            h.zone.as_deref(),
+            self.inner.cleanup_ports(h),
+        )
+        .await
     }
 
     fn command_runner(

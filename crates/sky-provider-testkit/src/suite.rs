@@ -33,6 +33,7 @@ pub const CHECKS: &[&str] = &[
     "relaunch_resumes",
     "relaunch_mismatch",
     "second_cluster",
+    "cancelled_launch",
     "run",
     "upload",
     "network",
@@ -228,6 +229,9 @@ impl fmt::Display for ConformanceReport {
     }
 }
 
+/// How long `cancelled_launch` waits for a node to show before it drops `run_instances`.
+const CANCEL_AFTER: Duration = Duration::from_secs(3);
+
 /// A check's error: a failure, or (with one of these prefixes) why it did not run.
 type CheckResultT = Result<(), String>;
 const SKIP: &str = "SKIP: ";
@@ -273,11 +277,12 @@ pub async fn run_conformance(
     s.check("fault_injection", |s| Box::pin(s.fault_injection()))
         .await;
     s.check("launch", |s| Box::pin(s.launch())).await;
-    let names: [(&'static str, CheckFn); 11] = [
+    let names: [(&'static str, CheckFn); 12] = [
         ("handle_round_trip", |s| Box::pin(s.handle_round_trip())),
         ("relaunch_resumes", |s| Box::pin(s.relaunch_resumes())),
         ("relaunch_mismatch", |s| Box::pin(s.relaunch_mismatch())),
         ("second_cluster", |s| Box::pin(s.second_cluster())),
+        ("cancelled_launch", |s| Box::pin(s.cancelled_launch())),
         ("run", |s| Box::pin(s.run())),
         ("upload", |s| Box::pin(s.upload())),
         ("network", |s| Box::pin(s.network())),
@@ -728,6 +733,87 @@ impl Suite {
             ));
         }
         res.and(home_check)
+    }
+
+    /// Cancellation is by drop (docs/specs/provider.md §8): a `run_instances` future dropped
+    /// after it has begun leaves nothing that `terminate_instances` of a handle built from the
+    /// request (no `provider_config`: what the launcher has when it cancels) cannot remove, and
+    /// the main cluster is untouched.
+    async fn cancelled_launch(&mut self) -> CheckResultT {
+        let (_, h) = self.main()?;
+        let main_before = self
+            .timed("query_instances", self.p.query_instances(&h))
+            .await?;
+        let req = self.request("cancel", 1);
+        let handle = handle_of(&req, self.p.id());
+        self.cleanup.push(handle.clone());
+        let p = self.p.clone();
+        let r = req.clone();
+        let task = tokio::spawn(async move { p.run_instances(&r).await });
+        // Drop it once a node shows (the call has created something), or after a bounded wait
+        // for providers that show nothing until they return.
+        let deadline = Instant::now() + CANCEL_AFTER;
+        let mut seen = false;
+        while Instant::now() < deadline && !task.is_finished() {
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(self.cfg.call_timeout, self.p.query_instances(&handle)).await
+                && !n.is_empty()
+            {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        task.abort();
+        let finished = match task.await {
+            Ok(Ok(h)) => Some(h),
+            Ok(Err(e)) => return Err(kind_err("run_instances (before it was dropped)", &e)),
+            Err(e) if e.is_cancelled() => None,
+            Err(e) => return Err(format!("run_instances panicked: {e}")),
+        };
+        self.timed(
+            "terminate_instances (after a dropped run_instances)",
+            self.p.terminate_instances(&handle),
+        )
+        .await?;
+        let left = self
+            .timed("query_instances", self.p.query_instances(&handle))
+            .await?;
+        if !left.is_empty() {
+            return Err(format!(
+                "after a run_instances dropped {} and terminate_instances of its name,                  query_instances returns {:?}",
+                match (&finished, seen) {
+                    (Some(_), _) => "after it returned",
+                    (None, true) => "while its node existed",
+                    (None, false) => "mid-way",
+                },
+                states(&left)
+            ));
+        }
+        if let Some(done) = &finished {
+            let left = self
+                .timed("query_instances", self.p.query_instances(done))
+                .await?;
+            if !left.is_empty() {
+                return Err(format!(
+                    "terminate_instances of the request's name left the returned handle's nodes {:?}",
+                    states(&left)
+                ));
+            }
+        }
+        self.cleanup
+            .retain(|c| c.cluster_name_on_cloud != handle.cluster_name_on_cloud);
+        let main_after = self
+            .timed("query_instances", self.p.query_instances(&h))
+            .await?;
+        if main_before != main_after {
+            return Err(format!(
+                "cancelling another cluster's launch changed the main cluster: {:?} -> {:?}",
+                states(&main_before),
+                states(&main_after)
+            ));
+        }
+        Ok(())
     }
 
     async fn run(&mut self) -> CheckResultT {

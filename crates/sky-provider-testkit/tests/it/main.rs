@@ -190,3 +190,101 @@ async fn fault_rules_match_region_zone_and_count() {
     fi.terminate_instances(&h).await.unwrap();
     assert_eq!(fi.calls().len(), 7);
 }
+
+#[tokio::test]
+async fn a_hang_rule_holds_the_call_until_it_is_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = Arc::new(FakeCloud::new(tmp.path()));
+    let fi = FaultInjector::wrap(
+        fake.clone(),
+        vec![
+            FaultRule::hang(Op::RunInstances).in_zone("fake-1a"),
+            FaultRule::hang(Op::RunInstances)
+                .in_zone("fake-1b")
+                .after_inner(),
+        ],
+    );
+    // Before the inner provider: nothing is created while it is held.
+    let f = fi.clone();
+    let held = tokio::spawn(async move { f.run_instances(&req("fake-1", Some("fake-1a"))).await });
+    fi.wait_for_held(1).await;
+    assert!(!held.is_finished());
+    assert!(fake.clusters().is_empty());
+    held.abort();
+    assert!(held.await.unwrap_err().is_cancelled());
+    assert_eq!(fi.held(), 0);
+    // After the inner provider: the cluster exists while the call is held.
+    let f = fi.clone();
+    let held = tokio::spawn(async move { f.run_instances(&req("fake-1", Some("fake-1b"))).await });
+    fi.wait_for_held(1).await;
+    assert_eq!(fake.clusters(), ["f-1"]);
+    held.abort();
+    let _ = held.await;
+    fi.wait_for_held(0).await;
+    assert_eq!(fi.count(Op::RunInstances), 2);
+    fi.wait_for_calls(Op::RunInstances, 2).await;
+}
+
+/// A provider whose `run_instances`, dropped mid-way, leaves a node that terminating the
+/// cluster's name does not remove: it creates the node under a second name, which only its
+/// `query_instances` looks at.
+#[derive(Debug)]
+struct LeaksOnDrop(Arc<FakeCloud>);
+
+#[async_trait::async_trait]
+impl CloudProvider for LeaksOnDrop {
+    fn id(&self) -> &str {
+        self.0.id()
+    }
+    fn features(&self) -> FeatureSet {
+        self.0.features()
+    }
+    async fn run_instances(
+        &self,
+        r: &ProvisionRequest,
+    ) -> Result<sky_provider::ClusterHandle, ProvisionError> {
+        if r.cluster_name.ends_with("-cancel") {
+            let mut hidden = r.clone();
+            hidden.cluster_name_on_cloud.push_str("-hidden");
+            self.0.run_instances(&hidden).await?;
+            std::future::pending::<()>().await;
+        }
+        self.0.run_instances(r).await
+    }
+    async fn query_instances(
+        &self,
+        h: &sky_provider::ClusterHandle,
+    ) -> Result<Vec<sky_provider::InstanceInfo>, ProvisionError> {
+        let mut nodes = self.0.query_instances(h).await?;
+        let mut hidden = h.clone();
+        hidden.cluster_name_on_cloud.push_str("-hidden");
+        nodes.extend(self.0.query_instances(&hidden).await?);
+        Ok(nodes)
+    }
+    async fn terminate_instances(
+        &self,
+        h: &sky_provider::ClusterHandle,
+    ) -> Result<(), ProvisionError> {
+        self.0.terminate_instances(h).await
+    }
+    fn command_runner(
+        &self,
+        h: &sky_provider::ClusterHandle,
+        node: &sky_provider::InstanceInfo,
+    ) -> Result<Arc<dyn sky_provider::CommandRunner>, ProvisionError> {
+        self.0.command_runner(h, node)
+    }
+}
+
+#[tokio::test]
+async fn a_provider_that_leaks_on_drop_fails_cancelled_launch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = Arc::new(FakeCloud::new(tmp.path()));
+    let cfg = ConformanceConfig::new("fake-1", "fake-1").num_nodes(1);
+    let report = run_conformance(Arc::new(LeaksOnDrop(fake)), cfg).await;
+    match report.outcome("cancelled_launch") {
+        Some(CheckOutcome::Failed(why)) => assert!(why.contains("while its node existed"), "{why}"),
+        other => panic!("expected cancelled_launch to fail, got {other:?}\n{report}"),
+    }
+    assert_eq!(report.outcome("launch"), Some(&CheckOutcome::Passed));
+}
