@@ -289,16 +289,18 @@ fn deps() -> Result<()> {
             "sky-spec" => 0,
             "sky-catalog" | "sky-sched" | "sky-state" => 1,
             "sky-optimizer" | "sky-provider" => 2,
+            // The SSH runtime sits below the clouds that reach their nodes with it.
+            "sky-ssh" => 3,
             n if n.starts_with("sky-cloud-")
                 || n == "sky-provider-testkit"
                 || n == "sky-storage" =>
             {
-                3
+                4
             }
             // The agent sits below the launcher: launch submits jobs through the agent's client.
-            "sky-agent" => 4,
-            "sky-launch" | "sky-jobs" | "sky-serve" => 5,
-            "sky-cli" => 6,
+            "sky-agent" => 5,
+            "sky-launch" | "sky-jobs" | "sky-serve" => 6,
+            "sky-cli" => 7,
             _ => return None,
         })
     };
