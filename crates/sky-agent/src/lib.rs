@@ -18,6 +18,7 @@ mod client;
 mod clock;
 mod config;
 mod error;
+pub mod fileserve;
 mod head;
 mod node;
 mod proc;
