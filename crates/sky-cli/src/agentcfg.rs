@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sky_agent::{AgentConfig, ClusterInfo};
 
-use crate::{AgentArgs, hostenv::HostEnv};
+use crate::{args::AgentArgs, hostenv::HostEnv};
 
 use sky_provider::shell_quote as sh_quote;
 

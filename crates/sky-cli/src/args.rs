@@ -1,28 +1,7 @@
-//! `sky`: the sky-rs command line (SkyPilot's commands and flags).
-//!
-//! A thin layer: clap definitions, reading files and the environment, printing tables.
-//! Planning lives in `sky-optimizer`, the task format in `sky-spec`.
-
-mod agentcfg;
-mod check;
-mod clouds;
-mod cluster;
-mod exit;
-mod gpus;
-mod hostenv;
-mod launch;
-mod progress;
-mod recover;
-mod sshconfig;
-mod table;
-mod taskload;
-mod validate;
-
-use std::process::ExitCode;
+//! The command line's clap definitions: every command, its arguments and flags (SkyPilot's).
+//! No logic lives here; `crate::run` dispatches a parsed [`Cli`] to the command modules.
 
 use clap::{Args, Parser, Subcommand};
-
-use crate::hostenv::HostEnv;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,9 +11,9 @@ use crate::hostenv::HostEnv;
     long_about = None,
     after_help = "Exit codes: 0 ok, 1 failure, 2 usage, 3 invalid input, 4 no resources, 5 not available yet."
 )]
-struct Cli {
+pub struct Cli {
     #[command(subcommand)]
-    command: Command,
+    pub command: Command,
 }
 
 /// Resource and task overrides shared by `launch` and `exec` (SkyPilot's task options).
@@ -349,20 +328,20 @@ pub struct GpusArgs {
 }
 
 #[derive(Debug, Subcommand)]
-enum GpusCommand {
+pub enum GpusCommand {
     /// List accelerators and their prices.
     List(GpusArgs),
 }
 
 /// Arguments of a command that is not available yet, kept so `--help` lists it.
 #[derive(Debug, Args)]
-struct Later {
+pub struct Later {
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    rest: Vec<String>,
+    pub rest: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+pub enum Command {
     /// Launch a cluster and run a task (`--dryrun` plans only).
     Launch(LaunchArgs),
     /// Check task YAML files offline: syntax, fields, required envs, catalog names.
@@ -407,94 +386,4 @@ enum Command {
     Serve(Later),
     /// Storage buckets.
     Storage(Later),
-}
-
-/// Says plainly that a SkyPilot command is not in this build yet.
-pub fn not_available(what: &str, arrives_with: &str) -> i32 {
-    eprintln!("sky {what} is not available yet in sky-rs: it arrives with {arrives_with}.");
-    exit::NOT_AVAILABLE
-}
-
-/// The command line as sky records it (a cluster's last use, its history): the value of every
-/// `--secret KEY=VALUE` is replaced by `<redacted>`, so no secret reaches the state database
-/// or `sky status`.
-fn recorded_command_line(args: &[String]) -> String {
-    let redact = |kv: &str| match kv.split_once('=') {
-        Some((k, _)) => format!("{k}=<redacted>"),
-        None => kv.to_string(),
-    };
-    let mut out = Vec::with_capacity(args.len());
-    let mut next_is_secret = false;
-    for a in args {
-        if next_is_secret {
-            out.push(redact(a));
-            next_is_secret = false;
-        } else if a == "--secret" {
-            out.push(a.clone());
-            next_is_secret = true;
-        } else if let Some(kv) = a.strip_prefix("--secret=") {
-            out.push(format!("--secret={}", redact(kv)));
-        } else {
-            out.push(a.clone());
-        }
-    }
-    out.join(" ")
-}
-
-fn main() -> ExitCode {
-    let command_line = recorded_command_line(&std::env::args().skip(1).collect::<Vec<_>>());
-    let cli = Cli::parse();
-    let env = HostEnv::from_process();
-    let code = match cli.command {
-        Command::Launch(args) if args.dryrun => launch::run(&env, &args),
-        Command::Launch(args) => cluster::launch(&env, &args, format!("sky {command_line}")),
-        Command::Validate(args) => validate::run(&env, &args),
-        Command::Check(args) => check::run(&env, &args),
-        Command::ShowGpus(args) | Command::Gpus(GpusCommand::List(args)) => gpus::run(&env, &args),
-        Command::Exec(args) => cluster::exec(&env, &args, format!("sky {command_line}")),
-        Command::Status(args) => cluster::status(&env, &args),
-        Command::Stop(args) => cluster::lifecycle(&env, "stop", &args),
-        Command::Start(args) => cluster::lifecycle(&env, "start", &args),
-        Command::Down(args) => cluster::lifecycle(&env, "down", &args),
-        Command::Autostop(args) => cluster::autostop(&env, &args),
-        Command::Queue(args) => cluster::queue(&env, &args),
-        Command::Logs(args) => cluster::logs(&env, &args),
-        Command::Cancel(args) => cluster::cancel(&env, &args),
-        Command::Ssh(args) => cluster::ssh(&env, &args),
-        Command::CostReport(args) => cluster::cost_report(&env, &args),
-        Command::Agent(args) => cluster::agent(&env, &args),
-        Command::Jobs(_) => not_available("jobs", "managed jobs"),
-        Command::Serve(_) => not_available("serve", "serving"),
-        Command::Storage(_) => not_available("storage", "storage"),
-    };
-    ExitCode::from(u8::try_from(code).unwrap_or(1))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::recorded_command_line;
-
-    #[test]
-    fn secrets_are_redacted_in_the_recorded_command_line() {
-        let args: Vec<String> = [
-            "launch",
-            "--secret",
-            "API_KEY=hunter2",
-            "--secret=TOKEN=s3cr3t=x",
-            "--secret",
-            "FROM_ENV",
-            "--env",
-            "A=visible",
-            "task.yaml",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let line = recorded_command_line(&args);
-        assert_eq!(
-            line,
-            "launch --secret API_KEY=<redacted> --secret=TOKEN=<redacted> --secret FROM_ENV --env A=visible task.yaml"
-        );
-        assert!(!line.contains("hunter2") && !line.contains("s3cr3t"));
-    }
 }

@@ -64,6 +64,48 @@ impl SkyTable {
     }
 }
 
+/// A table without rules (SkyPilot's `status`, `queue`, `show-gpus` look).
+pub fn plain_table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(comfy_table::presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled);
+    t.set_header(header.iter().copied());
+    t
+}
+
+/// Prints a table, without trailing spaces.
+pub fn print_table(t: &Table) {
+    for line in t.lines() {
+        println!("{}", line.trim_end());
+    }
+}
+
+/// `5 mins ago` (a cell of `sky status`, `sky queue`, `sky cost-report`).
+pub fn ago(now: i64, then: i64) -> String {
+    let d = (now - then).max(0);
+    if d < 60 {
+        format!("{d} secs ago")
+    } else if d < 3600 {
+        format!("{} mins ago", d / 60)
+    } else if d < 86400 {
+        format!("{} hrs ago", d / 3600)
+    } else {
+        format!("{} days ago", d / 86400)
+    }
+}
+
+/// `1m 5s` (a cell of `sky queue`, `sky cost-report`).
+pub fn duration(secs: i64) -> String {
+    let s = secs.max(0);
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{}m {}s", s / 60, s % 60)
+    } else {
+        format!("{}h {}m", s / 3600, (s % 3600) / 60)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

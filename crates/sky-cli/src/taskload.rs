@@ -7,7 +7,7 @@ use std::path::Path;
 use indexmap::IndexMap;
 use sky_spec::{ParseOptions, TaskFile, TaskOverrides};
 
-use crate::{TaskOptions, hostenv::HostEnv};
+use crate::{args::TaskOptions, hostenv::HostEnv};
 
 /// A failure to load a task, already rendered for the user.
 #[derive(Debug)]

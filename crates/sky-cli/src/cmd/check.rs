@@ -5,7 +5,7 @@
 //! `AWS_ENDPOINT_URL` when set), SSH node pools by logging in to every host, which also detects
 //! and caches the hosts' CPUs, memory and GPUs; the others are not contacted yet.
 
-use crate::{CheckArgs, clouds, exit, hostenv::HostEnv};
+use crate::{args::CheckArgs, clouds, exit, hostenv::HostEnv};
 
 pub fn run(env: &HostEnv, args: &CheckArgs) -> i32 {
     let config = match clouds::load_config(env) {
@@ -78,7 +78,7 @@ fn verify_live(
     if live.is_empty() {
         return;
     }
-    let Ok(registry) = crate::cluster::providers(env, config) else {
+    let Ok(registry) = crate::backend::providers(env, config) else {
         return;
     };
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()

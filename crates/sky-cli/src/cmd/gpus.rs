@@ -3,10 +3,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use comfy_table::{ContentArrangement, Table};
 use sky_catalog::{AcceleratorOffer, AcceleratorQuery, Catalog};
 
-use crate::{GpusArgs, clouds, exit, hostenv::HostEnv};
+use crate::{
+    args::GpusArgs,
+    backend, clouds, exit,
+    hostenv::HostEnv,
+    interrupt::block_on,
+    table::{plain_table, print_table},
+};
 
 /// SkyPilot's "common" accelerators, listed without `-a`.
 const COMMON: &[&str] = &[
@@ -23,20 +28,6 @@ const COMMON: &[&str] = &[
     "V100",
     "V100-32GB",
 ];
-
-pub fn plain_table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(comfy_table::presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled);
-    t.set_header(header.iter().copied());
-    t
-}
-
-pub fn print_table(t: &Table) {
-    for line in t.lines() {
-        println!("{}", line.trim_end());
-    }
-}
 
 fn money(x: Option<f64>) -> String {
     x.map(|v| format!("$ {v:.3}")).unwrap_or_else(|| "-".into())
@@ -132,7 +123,7 @@ pub fn run(env: &HostEnv, args: &GpusArgs) -> i32 {
     }
     if infra.is_none()
         && let Ok(config) = clouds::load_config(env)
-        && let Ok(Some(ssh)) = crate::cluster::ssh_pools(env, &config)
+        && let Ok(Some(ssh)) = backend::ssh_pools(env, &config)
     {
         println!();
         print_pools(&ssh.pools_summary(), name.as_deref());
@@ -143,7 +134,7 @@ pub fn run(env: &HostEnv, args: &GpusArgs) -> i32 {
 /// `sky show-gpus --infra ssh[/POOL] [GPU]`: each pool's GPUs as detected on its hosts
 /// (pools not detected yet are probed first), and how many are free.
 fn ssh_pools(env: &HostEnv, pool: Option<&str>, accelerator: Option<&str>) -> i32 {
-    let found = clouds::load_config(env).and_then(|c| crate::cluster::ssh_pools(env, &c));
+    let found = clouds::load_config(env).and_then(|c| backend::ssh_pools(env, &c));
     let ssh = match found {
         Ok(Some(ssh)) => ssh,
         Ok(None) => {
@@ -159,7 +150,7 @@ fn ssh_pools(env: &HostEnv, pool: Option<&str>, accelerator: Option<&str>) -> i3
         }
     };
     // 1 when some host did not answer (its pool stays undetected).
-    let undetected = crate::cluster::block_on(async {
+    let undetected = block_on(async {
         let failures = ssh.detect_capacity(true).await;
         for e in &failures {
             eprintln!("warning: {}", e.message);

@@ -1,19 +1,26 @@
-//! `sky launch`: with `--dryrun`, the optimizer's plan in SkyPilot's format.
+//! `sky launch` and `sky exec`: with `--dryrun`, the optimizer's plan in SkyPilot's format;
+//! without, a launch through the backend, then the job's output streamed.
 
 use sky_catalog::Catalog;
+use sky_launch::LaunchOptions;
 use sky_optimizer::{OptimizeError, Plan};
 use sky_spec::TaskFile;
 
 use crate::{
-    LaunchArgs, clouds, exit,
+    args::{ExecArgs, LaunchArgs},
+    backend::{self, backend_or_exit, report, reporter, reporter_for},
+    clouds,
+    exit::{self, not_available},
     hostenv::HostEnv,
-    not_available,
+    interrupt::{block_on, on_interrupt},
+    names::{check_names, names_or_exit},
     table::SkyTable,
     taskload::{self, indent},
 };
 
+/// `sky launch --dryrun`.
 pub fn run(env: &HostEnv, args: &LaunchArgs) -> i32 {
-    if let Err(code) = crate::cluster::check_names(args.cluster.iter()) {
+    if let Err(code) = check_names(args.cluster.iter()) {
         return code;
     }
     if args.entrypoint.is_empty() {
@@ -48,7 +55,7 @@ pub fn run(env: &HostEnv, args: &LaunchArgs) -> i32 {
             return exit::INVALID_INPUT;
         }
     };
-    let registry = match crate::cluster::providers(env, &config) {
+    let registry = match backend::providers(env, &config) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("{e}");
@@ -135,6 +142,174 @@ pub fn run(env: &HostEnv, args: &LaunchArgs) -> i32 {
             exit::FAILURE
         }
     }
+}
+
+/// `sky launch` without `--dryrun`.
+pub fn launch(env: &HostEnv, args: &LaunchArgs, command_line: String) -> i32 {
+    names_or_exit!(args.cluster.iter());
+    let (path, file) = match taskload::load(env, &args.entrypoint, &args.task) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{}", e.message);
+            return exit::INVALID_INPUT;
+        }
+    };
+    let task = match file {
+        TaskFile::Task(t) => *t,
+        TaskFile::Pipeline(p) => {
+            eprintln!(
+                "{} is a pipeline of {} tasks; sky launch runs a single task. Run pipelines as managed jobs: sky jobs launch {}",
+                path.as_deref().unwrap_or("the task"),
+                p.tasks.len(),
+                path.as_deref().unwrap_or("FILE")
+            );
+            return exit::INVALID_INPUT;
+        }
+    };
+    if let Err(e) = sky_launch::local_uploads(&task) {
+        return report(&e);
+    }
+    let cluster = args
+        .cluster
+        .clone()
+        .unwrap_or_else(|| generated_cluster_name(env));
+    block_on(async {
+        // Only when the task may land on a pool (a dead host costs a connect timeout).
+        if task
+            .resources
+            .candidates()
+            .iter()
+            .any(|r| r.cloud.as_deref().is_none_or(|c| c == "ssh"))
+        {
+            detect_ssh_pools(env).await;
+        }
+        let backend = backend_or_exit!(env);
+        let problems = sky_optimizer::validate_task(backend.catalog(), &task);
+        if !problems.is_empty() {
+            eprintln!(
+                "invalid task:\n{}",
+                indent(&sky_spec::Diagnostics(problems).to_string())
+            );
+            return exit::INVALID_INPUT;
+        }
+        if let Some(p) = &path {
+            eprintln!("YAML to run: {p}");
+        }
+        // Show the plan for a new cluster, as SkyPilot does.
+        if backend
+            .state
+            .get_cluster(&cluster)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            // Clouds that cannot carry out what the task asks (containers, ports, ...) are
+            // left out; none left is refused here, before anything exists.
+            let (enabled, left_out) = match backend.task_clouds(&task, args.idle_minutes, args.down)
+            {
+                Ok(c) => c,
+                Err(e) => return report(&e),
+            };
+            match sky_optimizer::optimize_task(backend.catalog(), &task, &enabled, &[]) {
+                Ok(plan) => eprint!("{}", render_plan(&plan, &cluster)),
+                Err(sky_optimizer::OptimizeError::NoResources { message }) => {
+                    eprintln!(
+                        "{message}{}",
+                        sky_launch::autostop_note(&left_out, args.down)
+                    );
+                    return exit::NO_RESOURCES;
+                }
+                Err(e) => {
+                    eprintln!("failed to plan the task: {e}");
+                    return exit::FAILURE;
+                }
+            }
+            if !args.yes
+                && !crate::progress::confirm(&format!(
+                    "Launching a new cluster '{cluster}'. Proceed?"
+                ))
+            {
+                eprintln!("Aborted.");
+                return exit::FAILURE;
+            }
+        }
+        let opts = LaunchOptions {
+            cluster: cluster.clone(),
+            retry_until_up: args.retry_until_up,
+            no_setup: args.no_setup,
+            idle_minutes: args.idle_minutes,
+            down: args.down,
+            command_line,
+        };
+        on_interrupt(format!(
+            "Interrupted. State is consistent: `sky status {cluster}` shows what exists; `sky launch -c {cluster} ...` tries again, `sky down {cluster}` removes a half-launched cluster."
+        ));
+        let rep = reporter_for(env, &cluster);
+        let submitted = match backend.launch(&task, &opts, &rep).await {
+            Ok(s) => s,
+            Err(e) => return report(&e),
+        };
+        crate::sshconfig::refresh(env, &backend, &cluster).await;
+        if args.detach_run {
+            eprintln!(
+                "Job submitted, ID: {}. `sky logs {cluster} {}` streams it.",
+                submitted.job_id, submitted.job_id
+            );
+            return exit::OK;
+        }
+        crate::stream::follow_job(&backend, &cluster, submitted.job_id).await
+    })
+}
+
+/// Probes the SSH node pools whose hosts have not been detected yet (by `sky check` or an
+/// earlier launch), so that their GPUs, CPUs and memory are offered from the first launch on.
+/// Hosts that do not answer are left to the launch itself, which names them.
+async fn detect_ssh_pools(env: &HostEnv) {
+    let Ok(config) = crate::clouds::load_config(env) else {
+        return;
+    };
+    if let Ok(Some(ssh)) = backend::ssh_pools(env, &config) {
+        ssh.detect_capacity(true).await;
+    }
+}
+
+/// `sky exec`.
+pub fn exec(env: &HostEnv, args: &ExecArgs, command_line: String) -> i32 {
+    names_or_exit!(std::iter::once(&args.cluster));
+    let (_, file) = match taskload::load(env, &args.entrypoint, &args.task) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{}", e.message);
+            return exit::INVALID_INPUT;
+        }
+    };
+    let TaskFile::Task(task) = file else {
+        eprintln!("sky exec runs a single task; run pipelines with `sky jobs launch`");
+        return exit::INVALID_INPUT;
+    };
+    if let Err(e) = sky_launch::local_uploads(&task) {
+        return report(&e);
+    }
+    block_on(async {
+        let backend = backend_or_exit!(env);
+        let rep = reporter();
+        let submitted = match backend
+            .exec(&args.cluster, &task, &command_line, &rep)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return report(&e),
+        };
+        if args.detach_run {
+            eprintln!(
+                "Job submitted, ID: {}. `sky logs {} {}` streams it.",
+                submitted.job_id, args.cluster, submitted.job_id
+            );
+            return exit::OK;
+        }
+        crate::stream::follow_job(&backend, &args.cluster, submitted.job_id).await
+    })
 }
 
 /// SkyPilot's name for an unnamed cluster: `sky-<4 hex>-<user>`.

@@ -10,7 +10,7 @@ use sky_catalog::Catalog;
 use sky_optimizer::Severity;
 use sky_spec::{Diagnostic, Task, TaskFile};
 
-use crate::{ValidateArgs, exit, hostenv::HostEnv, taskload};
+use crate::{args::ValidateArgs, exit, hostenv::HostEnv, taskload};
 
 /// What `sky validate` found in one file.
 #[derive(Default)]
