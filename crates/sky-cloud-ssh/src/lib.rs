@@ -8,7 +8,6 @@
 //! crate, on `sky-launch` or on `sky-state`, must not know YAML itself, and only ever connects to
 //! the hosts its pools list.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -321,11 +320,14 @@ impl SshProvider {
     /// Checks that `host` answers over SSH and detects its capacity. Errors name the host.
     async fn probe(&self, pool: &str, host: &SshHost) -> Result<HostCapacity, ProvisionError> {
         let target = self.target(host);
-        let script = "nproc 2>/dev/null || echo 1; awk '/MemTotal/ {print $2}' /proc/meminfo 2>/dev/null; \
-                      command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader 2>/dev/null; true";
+        // One round trip: CPUs, memory, then the GPU probe every cloud shares.
+        let script = format!(
+            "nproc 2>/dev/null || echo 1; awk '/MemTotal/ {{print $2}}' /proc/meminfo 2>/dev/null; ( {} ); true",
+            sky_provider::gpu::PROBE_SCRIPT
+        );
         let res = tokio::time::timeout(
             self.connect_timeout + Duration::from_secs(10),
-            target.output(script),
+            target.output(&script),
         )
         .await;
         let (code, out) = match res {
@@ -468,7 +470,9 @@ pub fn region_of(pool: &str) -> String {
     format!("ssh-{pool}")
 }
 
-/// Parses the probe's output: `nproc`, MemTotal in KiB, then `nvidia-smi` CSV lines.
+/// Parses the probe's output: `nproc`, MemTotal in KiB, then what
+/// `sky_provider::gpu::PROBE_SCRIPT` printed; the accelerator is the most numerous GPU, by the
+/// catalog's name.
 pub fn parse_capacity(out: &str) -> HostCapacity {
     let mut lines = out.lines().map(str::trim).filter(|l| !l.is_empty());
     let vcpus = lines.next().and_then(|l| l.parse().ok()).unwrap_or(1.0);
@@ -477,15 +481,16 @@ pub fn parse_capacity(out: &str) -> HostCapacity {
         .and_then(|l| l.parse::<f64>().ok())
         .map(|kib| (kib / 1024.0 / 1024.0 * 10.0).round() / 10.0)
         .unwrap_or(0.0);
-    let mut gpus: BTreeMap<String, f64> = BTreeMap::new();
     let rest: Vec<&str> = lines.collect();
-    for g in sky_provider::gpu::parse_nvidia_smi_query(&rest.join("\n")) {
-        *gpus.entry(canonical_gpu_name(&g.name)).or_default() += 1.0;
-    }
+    let gpus =
+        sky_provider::gpu::count_gpus(&sky_provider::gpu::parse_probe_output(&rest.join("\n")));
     HostCapacity {
         vcpus,
         memory_gib,
-        accelerator: gpus.into_iter().max_by(|a, b| a.1.total_cmp(&b.1)),
+        accelerator: gpus
+            .into_iter()
+            .next()
+            .map(|(name, n)| (name, f64::from(n))),
     }
 }
 
@@ -807,6 +812,13 @@ mod tests {
         // Both clouds name a GeForce card alike (this parser once said `RTX`).
         let c = parse_capacity("4\n1000000\n0, NVIDIA GeForce RTX 4090, 24564 MiB\n");
         assert_eq!(c.accelerator, Some(("RTX4090".into(), 1.0)));
+        // The shared probe's formats: name and memory (sized by memory), or `nvidia-smi -L`.
+        let c = parse_capacity(
+            "8\n1000000\nNVIDIA A100-SXM4-40GB, 40960 MiB\nNVIDIA A100-SXM4-40GB, 40960 MiB\n",
+        );
+        assert_eq!(c.accelerator, Some(("A100".into(), 2.0)));
+        let c = parse_capacity("8\n1000000\nGPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-2a03)\n");
+        assert_eq!(c.accelerator, Some(("H100".into(), 1.0)));
     }
 
     #[test]
