@@ -11,7 +11,13 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-const PURE_CRATES: &[&str] = &["sky-spec", "sky-catalog", "sky-optimizer", "sky-sched"];
+const PURE_CRATES: &[&str] = &[
+    "sky-clouds",
+    "sky-spec",
+    "sky-catalog",
+    "sky-optimizer",
+    "sky-sched",
+];
 /// Crates no pure crate may depend on, directly or transitively.
 const IMPURE_DEPS: &[&str] = &[
     "tokio",
@@ -286,21 +292,23 @@ fn deps() -> Result<()> {
     // Layering: an internal edge must point to a lower layer.
     let layer = |n: &str| -> Option<u32> {
         Some(match n {
-            "sky-spec" => 0,
-            "sky-catalog" | "sky-sched" | "sky-state" => 1,
-            "sky-optimizer" | "sky-provider" => 2,
+            // What sky-rs knows about each cloud, as data: below everything that asks.
+            "sky-clouds" => 0,
+            "sky-spec" => 1,
+            "sky-catalog" | "sky-sched" | "sky-state" => 2,
+            "sky-optimizer" | "sky-provider" => 3,
             // The SSH runtime sits below the clouds that reach their nodes with it.
-            "sky-ssh" => 3,
+            "sky-ssh" => 4,
             n if n.starts_with("sky-cloud-")
                 || n == "sky-provider-testkit"
                 || n == "sky-storage" =>
             {
-                4
+                5
             }
             // The agent sits below the launcher: launch submits jobs through the agent's client.
-            "sky-agent" => 5,
-            "sky-launch" | "sky-jobs" | "sky-serve" => 6,
-            "sky-cli" => 7,
+            "sky-agent" => 6,
+            "sky-launch" | "sky-jobs" | "sky-serve" => 7,
+            "sky-cli" => 8,
             _ => return None,
         })
     };

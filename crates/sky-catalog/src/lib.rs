@@ -26,9 +26,22 @@ pub use list::{AcceleratorOffer, AcceleratorQuery};
 pub use query::{AcceleratorLookup, CpuFilter, MemFilter, RegionZones};
 
 use compile::RawRow;
+use sky_clouds::{CloudProfile, DefaultInstance, Zones};
 
-/// The clouds whose tables are bundled, in id order.
-pub const BUNDLED_CLOUDS: &[&str] = &["aws", "azure", "gcp", "lambda", "runpod", "vast"];
+/// The clouds whose tables are bundled, in id order: the profiles with `bundled_catalog`
+/// (`sky_clouds::bundled_catalog_clouds`). Dereferences to `[&str]`.
+pub static BUNDLED_CLOUDS: BundledClouds = BundledClouds;
+
+/// The type of [`BUNDLED_CLOUDS`]: a view of the profiles' list, as a slice.
+#[derive(Clone, Copy, Debug)]
+pub struct BundledClouds;
+
+impl std::ops::Deref for BundledClouds {
+    type Target = [&'static str];
+    fn deref(&self) -> &[&'static str] {
+        sky_clouds::bundled_catalog_clouds()
+    }
+}
 
 /// The compact catalog embedded in the binary (see `catalogs/README.md`).
 pub const BUNDLED_BYTES: &[u8] = include_bytes!("../../../catalogs/catalog.bin");
@@ -37,20 +50,10 @@ pub const BUNDLED_BYTES: &[u8] = include_bytes!("../../../catalogs/catalog.bin")
 /// rewrites it from `catalogs/upstream/`).
 pub const COMPACT_PATH: &str = "catalogs/catalog.bin";
 
-/// SkyPilot's display name of a cloud id (`aws` → `AWS`); unknown ids are returned as given.
+/// SkyPilot's display name of a cloud id (`aws` → `AWS`), from its profile
+/// (`sky_clouds::display_name`); ids without a built-in profile are returned as given.
 pub fn cloud_display_name(id: &str) -> &str {
-    match id {
-        "aws" => "AWS",
-        "gcp" => "GCP",
-        "azure" => "Azure",
-        "lambda" => "Lambda",
-        "runpod" => "RunPod",
-        "vast" => "Vast",
-        "kubernetes" => "Kubernetes",
-        "ssh" => "SSH",
-        "local" => "Local",
-        other => other,
-    }
+    sky_clouds::display_name(id)
 }
 
 /// Errors from building or decoding a catalog.
@@ -105,6 +108,8 @@ pub struct Offer<'a> {
 pub(crate) struct CloudTable {
     pub(crate) id: String,
     pub(crate) has_zones: bool,
+    /// What the cloud's profile says about reading its table.
+    pub(crate) facts: TableFacts,
     pub(crate) rows: Vec<RawRow>,
     /// instance-type string id → row indices, built on first use.
     by_instance: OnceLock<HashMap<u32, Vec<u32>>>,
@@ -114,11 +119,36 @@ pub(crate) struct CloudTable {
     pub(crate) default_rows: OnceLock<Vec<u32>>,
 }
 
+/// The facts of a cloud's profile that its table's queries read.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TableFacts {
+    pub(crate) zones: Zones,
+    pub(crate) us_regions_first: bool,
+    pub(crate) default_instance: DefaultInstance,
+}
+
+impl TableFacts {
+    fn of(p: &CloudProfile) -> TableFacts {
+        TableFacts {
+            zones: p.zones,
+            us_regions_first: p.us_regions_first,
+            default_instance: p.default_instance,
+        }
+    }
+}
+
 impl CloudTable {
+    /// A table of `id`, read as its built-in profile says (a blank profile without one).
     pub(crate) fn new(id: String, has_zones: bool, rows: Vec<RawRow>) -> Self {
+        let facts = TableFacts::of(sky_clouds::profile(&id).unwrap_or(&sky_clouds::BLANK));
+        CloudTable::with_facts(id, has_zones, facts, rows)
+    }
+
+    fn with_facts(id: String, has_zones: bool, facts: TableFacts, rows: Vec<RawRow>) -> Self {
         CloudTable {
             id,
             has_zones,
+            facts,
             rows,
             by_instance: OnceLock::new(),
             by_accelerator: OnceLock::new(),
@@ -270,8 +300,25 @@ impl Catalog {
 
     /// A copy of this catalog with one more cloud whose offers come from its provider rather
     /// than a bundled table (the local cloud: this machine's capacity per simulated zone).
-    /// A table of the same id is replaced.
+    /// A table of the same id is replaced. Its table is read as the cloud's built-in profile
+    /// says (zones, default instance types), or as a blank profile for a cloud without one;
+    /// [`Catalog::with_extra_cloud_profile`] gives the profile.
     pub fn with_extra_cloud(&self, id: &str, offers: &[ExtraOffer]) -> Catalog {
+        let profile = sky_clouds::profile(id).unwrap_or(&sky_clouds::BLANK);
+        self.extra_cloud(id, TableFacts::of(profile), offers)
+    }
+
+    /// [`Catalog::with_extra_cloud`] for a cloud that brings its own profile (a third-party
+    /// cloud): its table (id `profile.id`) is read as that profile says.
+    pub fn with_extra_cloud_profile(
+        &self,
+        profile: &CloudProfile,
+        offers: &[ExtraOffer],
+    ) -> Catalog {
+        self.extra_cloud(&profile.id, TableFacts::of(profile), offers)
+    }
+
+    fn extra_cloud(&self, id: &str, facts: TableFacts, offers: &[ExtraOffer]) -> Catalog {
         let mut strings = self.strings.clone();
         let mut index: HashMap<String, u32> = HashMap::new();
         let mut intern = |s: &str, strings: &mut Vec<Box<str>>| -> u32 {
@@ -315,7 +362,7 @@ impl Catalog {
             .clouds
             .iter()
             .filter(|t| !t.id.eq_ignore_ascii_case(id))
-            .map(|t| CloudTable::new(t.id.clone(), t.has_zones, t.rows.clone()))
+            .map(|t| CloudTable::with_facts(t.id.clone(), t.has_zones, t.facts, t.rows.clone()))
             .collect();
         let mut accelerator_names = self.accelerator_names.clone();
         for r in &rows {
@@ -323,7 +370,12 @@ impl Catalog {
                 accelerator_names.push(r.accelerator);
             }
         }
-        clouds.push(CloudTable::new(id.to_ascii_lowercase(), has_zones, rows));
+        clouds.push(CloudTable::with_facts(
+            id.to_ascii_lowercase(),
+            has_zones,
+            facts,
+            rows,
+        ));
         Catalog {
             strings,
             clouds,
@@ -591,6 +643,15 @@ mod tests {
         assert_eq!(c.canonical_accelerator("a100-80gb"), Some("A100-80GB"));
         assert_eq!(c.canonical_accelerator("TPU-V4-8"), Some("tpu-v4-8"));
         assert_eq!(c.canonical_accelerator("nope"), None);
+    }
+
+    #[test]
+    fn every_bundled_table_has_a_profile() {
+        for id in Catalog::bundled().clouds() {
+            let p = sky_clouds::profile(id).unwrap_or_else(|| panic!("{id} has no profile"));
+            assert!(p.bundled_catalog, "{id}: its profile says bundled_catalog");
+            assert_eq!(p.id, id);
+        }
     }
 
     #[test]

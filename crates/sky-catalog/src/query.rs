@@ -8,6 +8,8 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
+use sky_clouds::{Families, Zones};
+
 use crate::compile::RawRow;
 use crate::{Catalog, CloudTable};
 
@@ -44,21 +46,8 @@ pub struct AcceleratorLookup {
     pub fuzzy: Vec<String>,
 }
 
-const AWS_DEFAULT_FAMILIES: &[&str] = &[
-    "m6i.", "m6id.", "m7i.", "r6i.", "r6id.", "r7i.", "c6i.", "c6id.", "c7i.",
-];
-const GCP_DEFAULT_FAMILIES: &[&str] = &[
-    "n2-standard-",
-    "n2-highmem-",
-    "n2-highcpu-",
-    "n4-standard-",
-    "n4-highcpu-",
-    "n4-highmem-",
-];
-const AZURE_DEFAULT_FAMILIES: &[&str] = &["Ds_v5", "Es_v5", "Fs_v2"];
 const GCP_HOST_FAMILIES: &[&str] = &["n1-standard", "n1-highmem", "n1-highcpu"];
-const DEFAULT_NUM_VCPUS: f64 = 8.0;
-const LAMBDA_DEFAULT_NUM_VCPUS: f64 = 30.0;
+/// GCP's memory per vCPU for the host VM of attachable GPUs.
 const DEFAULT_MEMORY_CPU_RATIO: f64 = 4.0;
 
 /// GCP: accelerators that need a specific host VM type (`_ACC_INSTANCE_TYPE_DICTS`).
@@ -253,9 +242,10 @@ impl Catalog {
     }
 
     /// SkyPilot's default instance type of `cloud` for a request without accelerators or an
-    /// instance type (`get_default_instance_type`). AWS/GCP/Azure pick from their general
-    /// families with `8+` vCPUs and `4x` memory by default; Lambda defaults to `30+` vCPUs and
-    /// `4x`; RunPod and Vast take the cheapest row satisfying whatever was given.
+    /// instance type (`get_default_instance_type`), as the cloud's profile describes it
+    /// (`CloudProfile::default_instance`): AWS/GCP/Azure pick from their general families with
+    /// `8+` vCPUs and `4x` memory by default; Lambda defaults to `30+` vCPUs and `4x`; RunPod
+    /// and Vast take the cheapest row satisfying whatever was given (Vast anywhere).
     pub fn default_instance_type(
         &self,
         cloud: &str,
@@ -265,17 +255,12 @@ impl Catalog {
         zone: Option<&str>,
     ) -> Option<&str> {
         let t = self.table(cloud)?;
-        let cloud = t.id.as_str();
-        let (cpus, memory) = match cloud {
-            "aws" | "gcp" | "azure" | "lambda" => {
-                let default_cpus = if cloud == "lambda" {
-                    LAMBDA_DEFAULT_NUM_VCPUS
-                } else {
-                    DEFAULT_NUM_VCPUS
-                };
+        let defaults = t.facts.default_instance;
+        let (cpus, memory) = match defaults.shape {
+            Some(shape) => {
                 let cpus = if cpus.is_none() && memory.is_none() {
                     Some(CpuFilter {
-                        value: default_cpus,
+                        value: shape.vcpus,
                         at_least: true,
                     })
                 } else {
@@ -283,10 +268,10 @@ impl Catalog {
                 };
                 (
                     cpus,
-                    Some(memory.unwrap_or(MemFilter::PerVcpu(DEFAULT_MEMORY_CPU_RATIO))),
+                    Some(memory.unwrap_or(MemFilter::PerVcpu(shape.memory_per_vcpu))),
                 )
             }
-            _ => (cpus, memory),
+            None => (cpus, memory),
         };
         let rows = t.default_rows.get_or_init(|| {
             let mut family_ok: HashMap<u32, bool> = HashMap::new();
@@ -294,16 +279,14 @@ impl Catalog {
             for (i, r) in t.rows.iter().enumerate() {
                 let ok = *family_ok.entry(r.instance_type).or_insert_with(|| {
                     let it = self.s(r.instance_type);
-                    match cloud {
-                        "aws" => AWS_DEFAULT_FAMILIES.iter().any(|p| it.starts_with(p)),
-                        "gcp" => {
-                            r.instance_type != 0
-                                && GCP_DEFAULT_FAMILIES.iter().any(|p| it.starts_with(p))
+                    r.instance_type != 0
+                        && match defaults.families {
+                            Families::All => true,
+                            Families::Prefixes(p) => p.iter().any(|p| it.starts_with(p)),
+                            Families::AzureSeries(series) => {
+                                azure_family(it).is_some_and(|f| series.contains(&f.as_str()))
+                            }
                         }
-                        "azure" => azure_family(it)
-                            .is_some_and(|f| AZURE_DEFAULT_FAMILIES.contains(&f.as_str())),
-                        _ => r.instance_type != 0,
-                    }
                 });
                 if ok {
                     out.push(i as u32);
@@ -312,7 +295,7 @@ impl Catalog {
             out
         });
         let rows = rows.iter().map(|&i| &t.rows[i as usize]);
-        let (region, zone) = if cloud == "vast" {
+        let (region, zone) = if defaults.any_region {
             (None, None)
         } else {
             (region, zone)
@@ -552,7 +535,8 @@ impl Catalog {
     }
 
     /// Where a launchable can run, in the order SkyPilot tries them
-    /// (`Cloud.regions_with_offering`): cheapest first; AWS and Lambda put `us-*` regions first;
+    /// (`Cloud.regions_with_offering`): cheapest first; clouds whose profile says
+    /// `us_regions_first` (AWS, Lambda) put `us-*` regions first;
     /// for GCP with an accelerator, the accelerator's zones that also offer the host VM.
     pub fn regions_with_offering(
         &self,
@@ -596,9 +580,9 @@ impl Catalog {
                     out
                 }
             }
-            (id, _) => {
+            _ => {
                 let v = self.region_zones_of(t, self.instance_rows(t, instance_type), use_spot);
-                if id == "aws" || id == "lambda" {
+                if t.facts.us_regions_first {
                     let (us, other): (Vec<_>, Vec<_>) =
                         v.into_iter().partition(|r| r.name.starts_with("us-"));
                     us.into_iter().chain(other).collect()
@@ -746,13 +730,10 @@ impl Catalog {
         let Some(t) = self.table(cloud) else {
             return Err(format!("cloud {cloud:?} has no bundled catalog"));
         };
-        if zone.is_some() {
-            match t.id.as_str() {
-                "azure" => return Err("Azure does not support zones.".into()),
-                "lambda" => return Err("Lambda Cloud does not support zones.".into()),
-                "vast" => return Err("Vast does not support zones.".into()),
-                _ => {}
-            }
+        if zone.is_some()
+            && let Zones::Unsupported(message) = t.facts.zones
+        {
+            return Err(message.into());
         }
         let mut validated_region = region.map(str::to_owned);
         let mut region_rows: Vec<&RawRow> = t.rows.iter().collect();

@@ -24,13 +24,13 @@ fn bench(c: &mut Criterion) {
     c.bench_function("optimize_task_a100_8_all_clouds", |b| {
         let t = gpu_task("A100", 8.0);
         b.iter(|| {
-            optimize_task(catalog, std::hint::black_box(&t), BUNDLED_CLOUDS, &[]).expect("plan")
+            optimize_task(catalog, std::hint::black_box(&t), &BUNDLED_CLOUDS, &[]).expect("plan")
         })
     });
     c.bench_function("optimize_task_default_cpu_all_clouds", |b| {
         let t = Task::default();
         b.iter(|| {
-            optimize_task(catalog, std::hint::black_box(&t), BUNDLED_CLOUDS, &[]).expect("plan")
+            optimize_task(catalog, std::hint::black_box(&t), &BUNDLED_CLOUDS, &[]).expect("plan")
         })
     });
     c.bench_function("optimize_task_anyof_spot_all_clouds", |b| {
@@ -53,7 +53,7 @@ fn bench(c: &mut Criterion) {
             ..Default::default()
         };
         b.iter(|| {
-            optimize_task(catalog, std::hint::black_box(&t), BUNDLED_CLOUDS, &[]).expect("plan")
+            optimize_task(catalog, std::hint::black_box(&t), &BUNDLED_CLOUDS, &[]).expect("plan")
         })
     });
     let kinds = ["A100", "V100", "T4", "L4", "H100"];
@@ -86,7 +86,7 @@ fn bench(c: &mut Criterion) {
     g.sample_size(20);
     g.bench_function("optimize_pipeline_100_tasks_all_clouds", |b| {
         b.iter(|| {
-            optimize_pipeline(catalog, std::hint::black_box(&p), BUNDLED_CLOUDS, &[]).expect("plan")
+            optimize_pipeline(catalog, std::hint::black_box(&p), &BUNDLED_CLOUDS, &[]).expect("plan")
         })
     });
     g.finish();

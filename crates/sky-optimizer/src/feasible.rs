@@ -1,8 +1,10 @@
 //! Per-cloud feasibility (SkyPilot's `Cloud._get_feasible_launchable_resources` and feature
 //! checks) and the expansion of the cheapest feasible instance type into one launchable per
-//! region (on-demand) or per zone (spot, and always on GCP).
+//! region (on-demand) or per zone (spot, and always on clouds whose profile plans per zone).
+//! What a cloud can do comes from its [`CloudProfile`].
 
 use sky_catalog::{Catalog, CpuFilter, MemFilter};
+use sky_clouds::CloudProfile;
 use sky_spec::{MemoryRequest, Quantity, Resources};
 
 /// One feasible (cloud, instance type, accelerators) before region expansion.
@@ -61,27 +63,29 @@ fn mem_fits(m: Option<MemoryRequest>, vcpus: Option<f64>, have: Option<f64>) -> 
     }
 }
 
-/// Features a cloud lacks (`_CLOUD_UNSUPPORTED_FEATURES`), as far as the optimizer cares.
-fn supports(cloud: &str, r: &Resources, num_nodes: u32) -> bool {
-    let spot_ok = !matches!(cloud, "lambda");
-    let multi_node_ok = !matches!(cloud, "runpod" | "vast");
-    let disk_tier_ok = !matches!(cloud, "lambda" | "runpod" | "vast");
-    (!r.use_spot || spot_ok)
-        && (num_nodes <= 1 || multi_node_ok)
-        && (r.disk_tier.is_none() || disk_tier_ok)
+/// Whether the profile's features allow the request (SkyPilot's
+/// `_CLOUD_UNSUPPORTED_FEATURES`, as far as the optimizer cares: spot, several nodes, a disk
+/// tier).
+fn supports(profile: &CloudProfile, r: &Resources, num_nodes: u32) -> bool {
+    let f = &profile.features;
+    (!r.use_spot || f.spot)
+        && (num_nodes <= 1 || f.multi_node)
+        && (r.disk_tier.is_none() || f.disk_tiers)
 }
 
-/// `get_feasible_launchable_resources` of `cloud` for a validated candidate `r` (canonical
-/// accelerator name).
+/// `get_feasible_launchable_resources` of the cloud of `profile` for a validated candidate `r`
+/// (canonical accelerator name).
 pub(crate) fn feasible(
     catalog: &Catalog,
-    cloud: &str,
+    profile: &CloudProfile,
     r: &Resources,
     num_nodes: u32,
 ) -> FeasibleSet {
-    if !supports(cloud, r, num_nodes) {
+    if !supports(profile, r, num_nodes) {
         return FeasibleSet::default();
     }
+    let cloud = &*profile.id;
+    let attachable = profile.attachable_accelerators;
     let region = r.region.as_deref();
     let zone = r.zone.as_deref();
     let acc = r.accelerators.as_ref().map(|a| (a.name.clone(), a.count));
@@ -102,7 +106,7 @@ pub(crate) fn feasible(
                 Some((in_, ic))
             }
             // GCP: GPUs attach to a host VM.
-            (Some(a), None) if cloud == "gcp" => Some(a.clone()),
+            (Some(a), None) if attachable => Some(a.clone()),
             (Some(_), None) => return FeasibleSet::default(),
             (None, inst) => inst,
         };
@@ -135,7 +139,7 @@ pub(crate) fn feasible(
             fuzzy: Vec::new(),
         };
     };
-    let tpu_vm = cloud == "gcp" && is_tpu(&acc_name);
+    let tpu_vm = profile.tpu_vms && is_tpu(&acc_name);
     let (cpus, memory) = if tpu_vm {
         (None, None)
     } else {
@@ -184,7 +188,7 @@ pub(crate) fn feasible(
     let list = types
         .into_iter()
         .map(|it| {
-            let accelerator = if cloud == "gcp" {
+            let accelerator = if attachable {
                 Some((acc_name.clone(), acc_count))
             } else {
                 catalog
@@ -213,9 +217,14 @@ pub(crate) struct Placement {
 }
 
 /// `make_launchables_for_valid_region_zones`.
-pub(crate) fn expand(catalog: &Catalog, f: &Feasible, r: &Resources) -> Vec<Placement> {
-    let gcp = f.cloud == "gcp";
-    let acc_for_regions = if gcp {
+pub(crate) fn expand(
+    catalog: &Catalog,
+    profile: &CloudProfile,
+    f: &Feasible,
+    r: &Resources,
+) -> Vec<Placement> {
+    let attachable = profile.attachable_accelerators;
+    let acc_for_regions = if attachable {
         f.accelerator.as_ref().map(|(n, c)| (n.as_str(), *c))
     } else {
         None
@@ -230,10 +239,12 @@ pub(crate) fn expand(catalog: &Catalog, f: &Feasible, r: &Resources) -> Vec<Plac
     );
     let mut out = Vec::new();
     for region in regions {
-        let per_zone = (r.use_spot && region.zones.is_some()) || gcp;
+        let per_zone = (r.use_spot && region.zones.is_some()) || profile.plans_per_zone;
         if per_zone {
             for zone in region.zones.iter().flatten() {
-                if let Some(hourly) = price(catalog, f, r.use_spot, &region.name, Some(zone)) {
+                if let Some(hourly) =
+                    price(catalog, f, attachable, r.use_spot, &region.name, Some(zone))
+                {
                     out.push(Placement {
                         region: region.name.clone(),
                         zone: Some(zone.clone()),
@@ -241,7 +252,7 @@ pub(crate) fn expand(catalog: &Catalog, f: &Feasible, r: &Resources) -> Vec<Plac
                     });
                 }
             }
-        } else if let Some(hourly) = price(catalog, f, r.use_spot, &region.name, None) {
+        } else if let Some(hourly) = price(catalog, f, attachable, r.use_spot, &region.name, None) {
             out.push(Placement {
                 region: region.name.clone(),
                 zone: None,
@@ -252,10 +263,12 @@ pub(crate) fn expand(catalog: &Catalog, f: &Feasible, r: &Resources) -> Vec<Plac
     out
 }
 
-/// `Resources.get_cost` for one hour: the VM plus separately billed accelerators.
+/// `Resources.get_cost` for one hour: the VM plus separately billed (`attachable`)
+/// accelerators.
 fn price(
     catalog: &Catalog,
     f: &Feasible,
+    attachable: bool,
     use_spot: bool,
     region: &str,
     zone: Option<&str>,
@@ -263,8 +276,8 @@ fn price(
     let vm = catalog.hourly_cost(&f.cloud, &f.instance_type, use_spot, Some(region), zone)?;
     // GCP bills attachable GPUs and TPUs (and the GPUs of a2/g2/a3 hosts) separately.
     let acc = match &f.accelerator {
-        Some((n, c)) if f.cloud == "gcp" => {
-            catalog.accelerator_hourly_cost("gcp", n, *c, use_spot, Some(region), zone)?
+        Some((n, c)) if attachable => {
+            catalog.accelerator_hourly_cost(&f.cloud, n, *c, use_spot, Some(region), zone)?
         }
         _ => 0.0,
     };

@@ -9,6 +9,13 @@
 //! plan, the full failover order and the "Considered resources" table data; pipelines are
 //! solved by dynamic programming over the chain with cross-cloud egress costs.
 //!
+//! What it knows of each cloud comes from the cloud's [`CloudProfile`] (`sky-clouds`): which
+//! features it has (spot, several nodes, disk tiers), whether it plans per zone, whether its
+//! accelerators attach to host VMs, its display name, its egress prices and its tie-break rank.
+//! [`optimize_task`] looks the built-in profiles up by name; [`optimize_task_with`] takes the
+//! profiles from the caller (the launcher passes each provider's `CloudProvider::profile`), so
+//! a third-party cloud is planned with its own profile without a change here.
+//!
 //! Used by the CLI (`sky launch --dryrun`) and by the launcher's failover loop. Invariant: the
 //! optimizer is pure and synchronous — it never calls a provider, reads credentials, the
 //! environment, files or the clock; callers pass in the enabled clouds and the blocked set.
@@ -18,16 +25,42 @@ mod pipeline;
 mod render;
 mod validate;
 
+use std::borrow::Cow;
+
 use sky_catalog::{Catalog, cloud_display_name};
 use sky_spec::{AcceleratorRequest, ResourceChoice, Resources, Task};
 
-pub use pipeline::{PipelinePlan, egress_cost, optimize_pipeline};
+pub use pipeline::{PipelinePlan, egress_cost, optimize_pipeline, optimize_pipeline_with};
+pub use sky_clouds::{CloudProfile, FeatureSet};
 pub use validate::{Finding, Severity, check_task, validate_task};
 
 use feasible::{Feasible, expand, feasible, is_tpu};
 
-/// The order SkyPilot enumerates enabled clouds in (ties in cost keep this order).
-const CLOUD_ORDER: &[&str] = &["aws", "gcp", "azure", "lambda", "runpod", "vast"];
+/// The profiles of clouds named by id: the built-in profile, or for a name without one (a
+/// cloud whose offers the caller added to the catalog) a profile that claims every feature —
+/// nothing is known of it, so nothing is ruled out (the launcher checks its providers'
+/// features before it plans).
+pub fn profiles_of(ids: &[&str]) -> Vec<CloudProfile> {
+    ids.iter()
+        .map(|id| {
+            sky_clouds::profile(id).cloned().unwrap_or_else(|| {
+                CloudProfile::minimal(
+                    id,
+                    FeatureSet {
+                        stop: true,
+                        spot: true,
+                        multi_node: true,
+                        open_ports: true,
+                        custom_image: true,
+                        docker: true,
+                        autostop: true,
+                        disk_tiers: true,
+                    },
+                )
+            })
+        })
+        .collect()
+}
 
 /// A launchable that must not be chosen (a failover failure). `None` fields are wildcards.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -186,25 +219,39 @@ pub(crate) fn fmt_count(c: f64) -> String {
     }
 }
 
-/// Enabled clouds that have a catalog, in SkyPilot's enumeration order.
-pub(crate) fn ordered_clouds(catalog: &Catalog, enabled: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = Vec::new();
-    for c in CLOUD_ORDER {
-        if enabled.iter().any(|e| e.eq_ignore_ascii_case(c)) && catalog.has_cloud(c) {
-            v.push((*c).to_owned());
+/// Enabled clouds that have a catalog, in SkyPilot's enumeration order: ranked profiles by
+/// rank, then the others in the order given; a cloud given twice counts once (the first).
+pub(crate) fn ordered_clouds<'a>(
+    catalog: &Catalog,
+    clouds: &'a [CloudProfile],
+) -> Vec<&'a CloudProfile> {
+    let mut v: Vec<&CloudProfile> = Vec::with_capacity(clouds.len());
+    for p in clouds {
+        if !v.iter().any(|q| q.id.eq_ignore_ascii_case(&p.id)) && catalog.has_cloud(&p.id) {
+            v.push(p);
         }
     }
-    for e in enabled {
-        let e = e.to_ascii_lowercase();
-        if !v.contains(&e) && catalog.has_cloud(&e) {
-            v.push(e);
-        }
-    }
+    v.sort_by_key(|p| p.rank.map_or(u16::MAX, u16::from));
     v
+}
+
+/// The lower-case ids of `clouds`.
+pub(crate) fn ids(clouds: &[&CloudProfile]) -> Vec<String> {
+    clouds.iter().map(|p| p.id.to_ascii_lowercase()).collect()
+}
+
+/// The display name of `id`: its profile's among `clouds`, else the built-in one.
+pub(crate) fn display<'a>(clouds: &'a [&CloudProfile], id: &'a str) -> &'a str {
+    match clouds.iter().find(|p| p.id.eq_ignore_ascii_case(id)) {
+        Some(p) => &p.display_name,
+        None => cloud_display_name(id),
+    }
 }
 
 /// The launchables of one task, before choosing.
 pub(crate) struct Candidates {
+    /// (id, display name) of the clouds planned on.
+    pub names: Vec<(String, Cow<'static, str>)>,
     /// (launchable, insertion order) for every candidate considered in the table.
     pub all: Vec<Launchable>,
     /// Candidate indices whose launchables may be chosen (ordered: the first with any).
@@ -217,14 +264,25 @@ pub(crate) struct Candidates {
     pub resolved: Vec<Resources>,
 }
 
+impl Candidates {
+    /// The display name of a cloud planned on.
+    pub(crate) fn display<'a>(&'a self, id: &'a str) -> &'a str {
+        match self.names.iter().find(|(c, _)| c == id) {
+            Some((_, d)) => d,
+            None => cloud_display_name(id),
+        }
+    }
+}
+
 /// Resolves, checks and expands every candidate of `task`.
 pub(crate) fn candidates(
     catalog: &Catalog,
     task: &Task,
-    enabled: &[&str],
+    enabled: &[CloudProfile],
     blocked: &[Blocked],
 ) -> Result<Candidates, OptimizeError> {
-    let clouds = ordered_clouds(catalog, enabled);
+    let profiles = ordered_clouds(catalog, enabled);
+    let clouds = ids(&profiles);
     if clouds.is_empty() {
         return Err(OptimizeError::CloudNotEnabled {
             message: "no cloud with a catalog is enabled. Run `sky check` to see which clouds are enabled and how to enable them".into(),
@@ -237,7 +295,7 @@ pub(crate) fn candidates(
     let mut resolved = Vec::with_capacity(cands.len());
     for c in cands {
         resolved.push(
-            validate::resolve(catalog, c, &clouds)
+            validate::resolve(catalog, c, &clouds, &profiles)
                 .map_err(|message| OptimizeError::InvalidRequest { message })?,
         );
     }
@@ -275,7 +333,7 @@ pub(crate) fn candidates(
             .iter()
             .all(|r| r.cloud.as_ref().is_some_and(|c| !clouds.contains(c)))
     {
-        let mut names: Vec<&str> = named.iter().map(|c| cloud_display_name(c)).collect();
+        let mut names: Vec<&str> = named.iter().map(|c| display(&profiles, c)).collect();
         names.dedup();
         return Err(OptimizeError::CloudNotEnabled {
             message: format!(
@@ -305,13 +363,18 @@ pub(crate) fn candidates(
     let mut fuzzy: Vec<String> = Vec::new();
     for (idx, r) in resolved.iter().enumerate() {
         let mut pc: Vec<(String, Vec<Feasible>)> = Vec::new();
-        let cloud_list: Vec<String> = match &r.cloud {
-            Some(c) if clouds.contains(c) => vec![c.clone()],
-            Some(_) => Vec::new(),
-            None => clouds.clone(),
+        let cloud_list: Vec<&CloudProfile> = match &r.cloud {
+            Some(c) => profiles
+                .iter()
+                .copied()
+                .filter(|p| p.id.eq_ignore_ascii_case(c))
+                .take(1)
+                .collect(),
+            None => profiles.clone(),
         };
-        for cloud in &cloud_list {
-            let fs = feasible(catalog, cloud, r, num_nodes);
+        for profile in cloud_list {
+            let cloud = &profile.id.to_ascii_lowercase();
+            let fs = feasible(catalog, profile, r, num_nodes);
             let Some(cheapest) = fs.list.first() else {
                 for f in fs.fuzzy {
                     if !fuzzy.contains(&f) {
@@ -321,7 +384,7 @@ pub(crate) fn candidates(
                 continue;
             };
             let (vcpus, mem) = catalog.vcpus_mem(cloud, &cheapest.instance_type);
-            for p in expand(catalog, cheapest, r) {
+            for p in expand(catalog, profile, cheapest, r) {
                 if r.max_hourly_cost.is_some_and(|m| p.hourly > m) {
                     continue;
                 }
@@ -379,6 +442,10 @@ pub(crate) fn candidates(
         }
     }
     Ok(Candidates {
+        names: profiles
+            .iter()
+            .map(|p| (p.id.to_ascii_lowercase(), p.display_name.clone()))
+            .collect(),
         all,
         choosable,
         per_cloud,
@@ -388,14 +455,14 @@ pub(crate) fn candidates(
     })
 }
 
-pub(crate) fn no_resources(task: &Task, c: &Candidates, enabled: &[String]) -> OptimizeError {
+pub(crate) fn no_resources(task: &Task, c: &Candidates) -> OptimizeError {
     let n = task.num_nodes.max(1);
     let reqs: Vec<String> = c
         .resolved
         .iter()
         .map(|r| format!("{n}x {}", render::resources_repr(r)))
         .collect();
-    let clouds: Vec<&str> = enabled.iter().map(|c| cloud_display_name(c)).collect();
+    let clouds: Vec<&str> = c.names.iter().map(|(_, d)| &**d).collect();
     let mut message = format!(
         "Catalog does not contain any instances satisfying the request: {}.\nEnabled clouds searched: {}.\n\nTo fix: relax or change the resource requirements.",
         reqs.join(", "),
@@ -496,8 +563,8 @@ pub(crate) fn build_plan(task: &Task, c: &Candidates, chosen_idx: usize) -> Plan
                 0
             };
             let row = ConsideredRow {
-                infra: l.infra(),
-                cloud: cloud_display_name(&l.cloud).to_owned(),
+                infra: format!("{} ({})", c.display(&l.cloud), l.location()),
+                cloud: c.display(&l.cloud).to_owned(),
                 location: l.location().to_owned(),
                 instance: format!(
                     "{}{}",
@@ -515,7 +582,7 @@ pub(crate) fn build_plan(task: &Task, c: &Candidates, chosen_idx: usize) -> Plan
         .collect();
     rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
     let rows = rows.into_iter().map(|(_, _, r)| r).collect();
-    let hints = render::hints(&chosen, &c.per_cloud);
+    let hints = render::hints(&chosen, &c.per_cloud, &|id| c.display(id).to_owned());
     Plan {
         num_nodes: n,
         estimated_cost_per_hour: cost_of(&chosen, n),
@@ -541,21 +608,28 @@ pub(crate) fn cheapest(c: &Candidates, n: u32) -> Option<usize> {
     best
 }
 
-/// Optimizes one task over `enabled_clouds` (lower-case ids; clouds without a catalog are
-/// ignored), skipping `blocked` launchables.
+/// Optimizes one task over `enabled_clouds` (ids, with their built-in profiles; see
+/// [`profiles_of`]; clouds without a catalog are ignored), skipping `blocked` launchables.
 pub fn optimize_task(
     catalog: &Catalog,
     task: &Task,
     enabled_clouds: &[&str],
     blocked: &[Blocked],
 ) -> Result<Plan, OptimizeError> {
-    let c = candidates(catalog, task, enabled_clouds, blocked)?;
+    optimize_task_with(catalog, task, &profiles_of(enabled_clouds), blocked)
+}
+
+/// Optimizes one task over the clouds of `clouds`, each planned as its profile says (clouds
+/// without a table in `catalog` are ignored), skipping `blocked` launchables.
+pub fn optimize_task_with(
+    catalog: &Catalog,
+    task: &Task,
+    clouds: &[CloudProfile],
+    blocked: &[Blocked],
+) -> Result<Plan, OptimizeError> {
+    let c = candidates(catalog, task, clouds, blocked)?;
     let Some(best) = cheapest(&c, task.num_nodes) else {
-        return Err(no_resources(
-            task,
-            &c,
-            &ordered_clouds(catalog, enabled_clouds),
-        ));
+        return Err(no_resources(task, &c));
     };
     Ok(build_plan(task, &c, best))
 }
@@ -612,7 +686,7 @@ mod tests {
             ..Default::default()
         });
         let err =
-            optimize_task(Catalog::bundled(), &t, sky_catalog::BUNDLED_CLOUDS, &[]).unwrap_err();
+            optimize_task(Catalog::bundled(), &t, &sky_catalog::BUNDLED_CLOUDS, &[]).unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains("Catalog does not contain any instances satisfying the request: 1x"),

@@ -1,16 +1,16 @@
 //! Pipelines: a chain of tasks solved by dynamic programming (SkyPilot's `_optimize_by_dp`),
 //! where moving data between different clouds costs the source cloud's egress price.
 //!
-//! Egress tiers: AWS and GCP as SkyPilot prices them (see `egress_cost`); Azure uses Azure's
-//! published internet-egress tiers ($0.0875/GB up to 10 TB, $0.083 to 50 TB, $0.07 to 150 TB,
-//! $0.05 beyond); Lambda, RunPod and Vast do not charge for egress (SkyPilot returns 0 too).
+//! Egress prices are the source cloud's profile's (`CloudProfile::egress`): AWS and GCP as
+//! SkyPilot prices them; Azure uses Azure's published internet-egress tiers; Lambda, RunPod
+//! and Vast do not charge for egress (SkyPilot returns 0 too). A bucket URI's cloud is the
+//! built-in profile that owns its prefix (`s3://` → AWS).
 
 use sky_catalog::Catalog;
+use sky_clouds::CloudProfile;
 use sky_spec::Pipeline;
 
-use crate::{
-    Blocked, OptimizeError, Plan, build_plan, candidates, cost_of, no_resources, ordered_clouds,
-};
+use crate::{Blocked, OptimizeError, Plan, build_plan, candidates, cost_of, no_resources};
 
 /// The optimizer's answer for a pipeline.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,80 +23,50 @@ pub struct PipelinePlan {
     pub egress_cost: f64,
 }
 
-/// Dollars to move `gigabytes` out of `src_cloud` to another cloud.
+/// Dollars to move `gigabytes` out of `src_cloud` to another cloud, at the egress prices of
+/// its built-in profile (0 for a cloud without one).
 pub fn egress_cost(src_cloud: &str, gigabytes: f64) -> f64 {
-    let gb = gigabytes.max(0.0);
-    match src_cloud {
-        "aws" => {
-            if gb > 150.0 * 1024.0 {
-                return 0.05 * gb;
-            }
-            let mut rest = gb;
-            let mut cost = 0.0;
-            if rest >= 50.0 * 1024.0 {
-                cost += (rest - 50.0 * 1024.0) * 0.07;
-                rest = 50.0 * 1024.0;
-            }
-            if rest >= 10.0 * 1024.0 {
-                cost += (rest - 10.0 * 1024.0) * 0.085;
-                rest = 10.0 * 1024.0;
-            }
-            if rest > 1.0 {
-                cost += (rest - 1.0) * 0.09;
-            }
-            cost
-        }
-        "gcp" => {
-            if gb <= 1024.0 {
-                0.12 * gb
-            } else if gb <= 10.0 * 1024.0 {
-                0.11 * gb
-            } else {
-                0.08 * gb
-            }
-        }
-        "azure" => {
-            if gb <= 10.0 * 1024.0 {
-                0.0875 * gb
-            } else if gb <= 50.0 * 1024.0 {
-                0.083 * gb
-            } else if gb <= 150.0 * 1024.0 {
-                0.07 * gb
-            } else {
-                0.05 * gb
-            }
-        }
-        _ => 0.0,
-    }
+    sky_clouds::profile(src_cloud).map_or(0.0, |p| p.egress.cost(gigabytes))
 }
 
 /// The cloud a bucket URI lives in, for the first task's `inputs`.
 fn uri_cloud(path: &str) -> Option<&'static str> {
-    if path.starts_with("s3://") {
-        Some("aws")
-    } else if path.starts_with("gs://") {
-        Some("gcp")
-    } else if path.starts_with("az://") || path.contains(".blob.core.windows.net") {
-        Some("azure")
-    } else {
-        None
-    }
+    sky_clouds::builtin()
+        .iter()
+        .find(|p| p.owns_bucket(path))
+        .map(|p| &*p.id)
 }
 
-fn transfer(src: &str, dst: &str, gb: f64) -> f64 {
+/// Egress of `src` to `dst`: free within a cloud; at `src`'s prices among `clouds` (the
+/// planned clouds' profiles), else its built-in profile's.
+fn transfer(clouds: &[CloudProfile], src: &str, dst: &str, gb: f64) -> f64 {
     if src == dst || gb <= 0.0 {
-        0.0
-    } else {
-        egress_cost(src, gb)
+        return 0.0;
+    }
+    match clouds.iter().find(|p| p.id.eq_ignore_ascii_case(src)) {
+        Some(p) => p.egress.cost(gb),
+        None => egress_cost(src, gb),
     }
 }
 
 /// Optimizes a chain of tasks jointly: each task's launchables cost hourly price × nodes, and
 /// an edge between tasks on different clouds costs the parent's `outputs` size in egress.
+/// The clouds are ids with their built-in profiles ([`crate::profiles_of`]).
 pub fn optimize_pipeline(
     catalog: &Catalog,
     p: &Pipeline,
     enabled_clouds: &[&str],
+    blocked: &[Blocked],
+) -> Result<PipelinePlan, OptimizeError> {
+    optimize_pipeline_with(catalog, p, &crate::profiles_of(enabled_clouds), blocked)
+}
+
+/// [`optimize_pipeline`] over the clouds of `clouds`, each planned (and priced for egress) as
+/// its profile says.
+pub fn optimize_pipeline_with(
+    catalog: &Catalog,
+    p: &Pipeline,
+    enabled_clouds: &[CloudProfile],
     blocked: &[Blocked],
 ) -> Result<PipelinePlan, OptimizeError> {
     if p.tasks.is_empty() {
@@ -119,11 +89,7 @@ pub fn optimize_pipeline(
             .iter()
             .any(|l| c.choosable.contains(&l.candidate_index))
         {
-            return Err(no_resources(
-                t,
-                &c,
-                &ordered_clouds(catalog, enabled_clouds),
-            ));
+            return Err(no_resources(t, &c));
         }
         which.push(uniq.len());
         uniq.push((i, c));
@@ -171,7 +137,9 @@ pub fn optimize_pipeline(
                 let input = task
                     .inputs
                     .as_ref()
-                    .and_then(|(path, gb)| uri_cloud(path).map(|src| transfer(src, &l.cloud, *gb)))
+                    .and_then(|(path, gb)| {
+                        uri_cloud(path).map(|src| transfer(enabled_clouds, src, &l.cloud, *gb))
+                    })
                     .unwrap_or(0.0);
                 row[j] = own + input;
                 continue;
@@ -179,7 +147,7 @@ pub fn optimize_pipeline(
             let mut bv = f64::INFINITY;
             let mut bj = usize::MAX;
             for (pc, pv, pj) in &parents {
-                let v = pv + transfer(pc, &l.cloud, out_gb);
+                let v = pv + transfer(enabled_clouds, pc, &l.cloud, out_gb);
                 if v < bv {
                     bv = v;
                     bj = *pj;
@@ -201,11 +169,7 @@ pub fn optimize_pipeline(
         }
     }
     if !total.is_finite() {
-        return Err(no_resources(
-            &p.tasks[last],
-            all[last],
-            &ordered_clouds(catalog, enabled_clouds),
-        ));
+        return Err(no_resources(&p.tasks[last], all[last]));
     }
     let mut picks = vec![0usize; all.len()];
     let mut j = end;

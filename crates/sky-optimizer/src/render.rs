@@ -68,7 +68,11 @@ fn format_simplified(l: &Launchable) -> String {
 }
 
 /// The hints printed after the table for the chosen launchable's accelerator.
-pub(crate) fn hints(chosen: &Launchable, per_cloud: &[(String, Vec<Feasible>)]) -> Vec<String> {
+pub(crate) fn hints(
+    chosen: &Launchable,
+    per_cloud: &[(String, Vec<Feasible>)],
+    display: &dyn Fn(&str) -> String,
+) -> Vec<String> {
     let Some((name, count)) = &chosen.accelerator else {
         return Vec::new();
     };
@@ -88,7 +92,7 @@ pub(crate) fn hints(chosen: &Launchable, per_cloud: &[(String, Vec<Feasible>)]) 
             types.dedup();
             out.push(format!(
                 "🔍 Multiple {} instances satisfy {name}:{}. The cheapest {} is considered among: {}.",
-                cloud_display_name(cloud),
+                display(cloud),
                 count.trunc() as i64,
                 format_simplified(chosen),
                 types.join(", ")

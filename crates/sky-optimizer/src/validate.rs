@@ -2,15 +2,24 @@
 //! the catalog): canonical accelerator names, region/zone existence and inference, instance
 //! types, and inferring the cloud from a region, zone, instance type or TPU name.
 
-use sky_catalog::{Catalog, cloud_display_name};
+use sky_catalog::Catalog;
+use sky_clouds::CloudProfile;
 use sky_spec::{Diagnostic, ResourceChoice, Resources, Task};
 
 use crate::feasible::is_tpu;
-use crate::ordered_clouds;
+use crate::{display, ids, ordered_clouds};
 
-fn clouds_str(clouds: &[String]) -> String {
-    let names: Vec<&str> = clouds.iter().map(|c| cloud_display_name(c)).collect();
+fn clouds_str(profiles: &[&CloudProfile], clouds: &[String]) -> String {
+    let names: Vec<&str> = clouds.iter().map(|c| display(profiles, c)).collect();
     format!("[{}]", names.join(", "))
+}
+
+/// The built-in cloud of TPU VMs (GCP), which a TPU accelerator names.
+fn tpu_cloud() -> Option<&'static str> {
+    sky_clouds::builtin()
+        .iter()
+        .find(|p| p.tpu_vms)
+        .map(|p| &*p.id)
 }
 
 /// Validates one candidate against the catalog and fills in what can be inferred. On error,
@@ -19,7 +28,10 @@ pub(crate) fn resolve_field(
     catalog: &Catalog,
     r: &Resources,
     enabled: &[String],
+    profiles: &[&CloudProfile],
 ) -> Result<Resources, (&'static str, String)> {
+    let cloud_display_name = |id: &str| display(profiles, id).to_owned();
+    let clouds_str = |clouds: &[String]| clouds_str(profiles, clouds);
     let mut r = r.clone();
     if let Some(c) = &r.cloud {
         r.cloud = Some(c.to_ascii_lowercase());
@@ -31,7 +43,7 @@ pub(crate) fn resolve_field(
         if is_tpu(&a.name) {
             a.name = a.name.to_ascii_lowercase();
             if r.cloud.is_none() {
-                r.cloud = Some("gcp".into());
+                r.cloud = tpu_cloud().map(str::to_owned);
             }
         }
     }
@@ -161,8 +173,9 @@ pub(crate) fn resolve(
     catalog: &Catalog,
     r: &Resources,
     enabled: &[String],
+    profiles: &[&CloudProfile],
 ) -> Result<Resources, String> {
-    resolve_field(catalog, r, enabled).map_err(|(_, m)| m)
+    resolve_field(catalog, r, enabled, profiles).map_err(|(_, m)| m)
 }
 
 fn lower_first(s: &str) -> String {
@@ -198,7 +211,9 @@ pub struct Finding {
 /// and zones that do not exist (or do not belong together) and ambiguous cloud inference
 /// ([`Severity::Error`]). Returns every finding, in YAML order; empty means valid.
 pub fn check_task(catalog: &Catalog, task: &Task) -> Vec<Finding> {
-    let enabled = ordered_clouds(catalog, sky_catalog::BUNDLED_CLOUDS);
+    let bundled = crate::profiles_of(&sky_catalog::BUNDLED_CLOUDS);
+    let profiles = ordered_clouds(catalog, &bundled);
+    let enabled = ids(&profiles);
     let mut out = Vec::new();
     let (kind, cands) = match &task.resources {
         ResourceChoice::Single(r) => (None, std::slice::from_ref(r)),
@@ -235,7 +250,7 @@ pub fn check_task(catalog: &Catalog, task: &Task) -> Vec<Finding> {
                 format!("unknown accelerator '{}'{hint}", a.name),
             );
         }
-        if let Err((field, msg)) = resolve_field(catalog, r, &enabled) {
+        if let Err((field, msg)) = resolve_field(catalog, r, &enabled, &profiles) {
             // Whether a bare region names one cloud depends on which clouds are enabled, so
             // that ambiguity is the optimizer's to report (SkyPilot plans `anyof_regions` with
             // only AWS and GCP enabled). The file itself is valid.
@@ -278,12 +293,14 @@ mod tests {
     #[test]
     fn zone_infers_region_and_cloud() {
         let c = Catalog::bundled();
-        let enabled = ordered_clouds(c, sky_catalog::BUNDLED_CLOUDS);
+        let bundled = crate::profiles_of(&sky_catalog::BUNDLED_CLOUDS);
+        let profiles = ordered_clouds(c, &bundled);
+        let enabled = ids(&profiles);
         let r = Resources {
             zone: Some("us-central1-a".into()),
             ..Default::default()
         };
-        let got = resolve(c, &r, &enabled).expect("valid");
+        let got = resolve(c, &r, &enabled, &profiles).expect("valid");
         assert_eq!(got.cloud.as_deref(), Some("gcp"));
         assert_eq!(got.region.as_deref(), Some("us-central1"));
     }
@@ -291,12 +308,14 @@ mod tests {
     #[test]
     fn ambiguous_region_cannot_infer_cloud() {
         let c = Catalog::bundled();
-        let enabled = ordered_clouds(c, sky_catalog::BUNDLED_CLOUDS);
+        let bundled = crate::profiles_of(&sky_catalog::BUNDLED_CLOUDS);
+        let profiles = ordered_clouds(c, &bundled);
+        let enabled = ids(&profiles);
         let r = Resources {
             region: Some("us-east-1".into()),
             ..Default::default()
         };
-        let err = resolve(c, &r, &enabled).unwrap_err();
+        let err = resolve(c, &r, &enabled, &profiles).unwrap_err();
         assert!(err.starts_with("Cannot infer cloud"), "{err}");
     }
 

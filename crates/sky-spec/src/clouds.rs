@@ -1,40 +1,13 @@
-//! SkyPilot's cloud names.
+//! SkyPilot's cloud names: the one list lives in `sky-clouds` (`sky_clouds::SKYPILOT_CLOUDS`,
+//! aliases from the profiles); these are the names the task YAML accepts.
 
 /// Every canonical cloud id SkyPilot knows, in SkyPilot's registry order.
-pub const CLOUDS: &[&str] = &[
-    "aws",
-    "azure",
-    "gcp",
-    "ibm",
-    "lambda",
-    "scp",
-    "oci",
-    "kubernetes",
-    "runpod",
-    "vast",
-    "vsphere",
-    "cudo",
-    "fluidstack",
-    "paperspace",
-    "primeintellect",
-    "do",
-    "nebius",
-    "ssh",
-    "hyperbolic",
-    "seeweb",
-    "shadeform",
-    "slurm",
-    "local",
-];
+pub const CLOUDS: &[&str] = sky_clouds::SKYPILOT_CLOUDS;
 
 /// The canonical lower-case id of a cloud name, case-insensitive (`"AWS"` -> `"aws"`,
 /// `"k8s"` -> `"kubernetes"`); `None` for an unknown name.
 pub fn canonical_cloud(name: &str) -> Option<&'static str> {
-    let lower = name.trim().to_ascii_lowercase();
-    if lower == "k8s" {
-        return Some("kubernetes");
-    }
-    CLOUDS.iter().copied().find(|c| *c == lower)
+    sky_clouds::canonical(name)
 }
 
 #[cfg(test)]

@@ -295,7 +295,7 @@ fn all_oracle_cases_match_skypilot() {
             run: Some("echo hello".into()),
             ..Default::default()
         };
-        let plan = match optimize_task(catalog, &task, BUNDLED_CLOUDS, &[]) {
+        let plan = match optimize_task(catalog, &task, &BUNDLED_CLOUDS, &[]) {
             Ok(p) => p,
             Err(e) => {
                 failures.push(format!("{name}: error {e}"));
@@ -349,7 +349,7 @@ fn ordered_case_keeps_list_order() {
         resources: ResourceChoice::Ordered(vec![gpu("A10", 1.0), gpu("A10G", 1.0), gpu("L4", 1.0)]),
         ..Default::default()
     };
-    let plan = optimize_task(catalog, &task, BUNDLED_CLOUDS, &[]).expect("plan");
+    let plan = optimize_task(catalog, &task, &BUNDLED_CLOUDS, &[]).expect("plan");
     let order: Vec<&str> = plan.rows.iter().map(|r| r.instance.as_str()).collect();
     assert_eq!(
         order,

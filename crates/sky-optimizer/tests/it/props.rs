@@ -52,7 +52,7 @@ proptest! {
     #[test]
     fn nothing_feasible_is_cheaper_than_the_choice(task in task_strategy()) {
         let catalog = Catalog::bundled();
-        if let Ok(plan) = optimize_task(catalog, &task, BUNDLED_CLOUDS, &[]) {
+        if let Ok(plan) = optimize_task(catalog, &task, &BUNDLED_CLOUDS, &[]) {
             for l in &plan.failover_order {
                 prop_assert!(l.hourly_price >= plan.chosen.hourly_price);
             }
@@ -64,9 +64,9 @@ proptest! {
     #[test]
     fn blocked_launchables_are_never_chosen(task in task_strategy(), k in 1usize..6) {
         let catalog = Catalog::bundled();
-        let Ok(plan) = optimize_task(catalog, &task, BUNDLED_CLOUDS, &[]) else { return Ok(()) };
+        let Ok(plan) = optimize_task(catalog, &task, &BUNDLED_CLOUDS, &[]) else { return Ok(()) };
         let blocked: Vec<Blocked> = plan.failover_order.iter().take(k).map(Blocked::from_launchable).collect();
-        match optimize_task(catalog, &task, BUNDLED_CLOUDS, &blocked) {
+        match optimize_task(catalog, &task, &BUNDLED_CLOUDS, &blocked) {
             Ok(p2) => {
                 prop_assert!(!blocked.iter().any(|b| b.blocks(&p2.chosen)));
                 prop_assert_eq!(&p2.chosen, &plan.failover_order[k.min(plan.failover_order.len() - 1)]);
@@ -78,9 +78,9 @@ proptest! {
     #[test]
     fn a_blocked_cloud_is_skipped(task in task_strategy()) {
         let catalog = Catalog::bundled();
-        let Ok(plan) = optimize_task(catalog, &task, BUNDLED_CLOUDS, &[]) else { return Ok(()) };
+        let Ok(plan) = optimize_task(catalog, &task, &BUNDLED_CLOUDS, &[]) else { return Ok(()) };
         let b = Blocked { cloud: Some(plan.chosen.cloud.clone()), ..Default::default() };
-        if let Ok(p2) = optimize_task(catalog, &task, BUNDLED_CLOUDS, &[b]) {
+        if let Ok(p2) = optimize_task(catalog, &task, &BUNDLED_CLOUDS, &[b]) {
             prop_assert_ne!(&p2.chosen.cloud, &plan.chosen.cloud);
         }
     }
