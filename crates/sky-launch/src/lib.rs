@@ -11,6 +11,7 @@
 //! no failure path leaves an instance that `sky down` cannot find. This crate prints nothing:
 //! progress goes through a [`Reporter`].
 
+pub mod binary;
 pub mod exit;
 mod failover;
 mod features;
