@@ -18,6 +18,8 @@ mod cmd;
 pub mod exit;
 pub mod hostenv;
 mod interrupt;
+#[cfg(test)]
+mod modgraph;
 mod names;
 mod progress;
 mod recover;

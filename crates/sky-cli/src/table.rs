@@ -1,23 +1,49 @@
-//! Tables in SkyPilot's look: a dashed rule above and below the header and at the end, columns
-//! separated by three spaces, no vertical lines. Built on comfy-table.
+//! The one table renderer of the CLI: every table `sky` prints goes through [`Table`], in one of
+//! SkyPilot's two layouts (both without vertical lines; comfy-table lays out the cells):
+//!
+//! - [`Table::plain`] (`sky status`, `queue`, `cost-report`, `show-gpus`): a header line, then
+//!   the rows; columns separated by two spaces, one space before the first.
+//! - [`Table::ruled`] (the optimizer's "Considered resources" of `sky launch`): a dashed rule
+//!   above and below the header and at the end, columns separated by three spaces.
+//!
+//! Lines carry no trailing spaces.
 
-use comfy_table::{Cell, CellAlignment, ContentArrangement, Table};
+use comfy_table::{Cell, CellAlignment, ContentArrangement};
 
-/// A table with SkyPilot's rules. `centered` lists columns whose cells are centred.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    Plain,
+    Ruled,
+}
+
+/// A table: a header, rows of cells, and its layout. `center` lists columns whose cells are
+/// centred.
 #[derive(Debug)]
-pub struct SkyTable {
+pub struct Table {
+    layout: Layout,
     header: Vec<String>,
     rows: Vec<Vec<String>>,
     centered: Vec<usize>,
 }
 
-impl SkyTable {
-    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(header: I) -> Self {
-        SkyTable {
+impl Table {
+    fn new<I: IntoIterator<Item = S>, S: Into<String>>(layout: Layout, header: I) -> Self {
+        Table {
+            layout,
             header: header.into_iter().map(Into::into).collect(),
             rows: Vec::new(),
             centered: Vec::new(),
         }
+    }
+
+    /// A table without rules (`sky status`, `queue`, `cost-report`, `show-gpus`).
+    pub fn plain<I: IntoIterator<Item = S>, S: Into<String>>(header: I) -> Self {
+        Table::new(Layout::Plain, header)
+    }
+
+    /// A table with SkyPilot's dashed rules (the optimizer's "Considered resources").
+    pub fn ruled<I: IntoIterator<Item = S>, S: Into<String>>(header: I) -> Self {
+        Table::new(Layout::Ruled, header)
     }
 
     pub fn center(mut self, col: usize) -> Self {
@@ -29,9 +55,9 @@ impl SkyTable {
         self.rows.push(cells.into_iter().map(Into::into).collect());
     }
 
-    /// Renders the table; lines carry no trailing spaces.
+    /// The table's text, every line ending in a newline.
     pub fn render(&self) -> String {
-        let mut t = Table::new();
+        let mut t = comfy_table::Table::new();
         t.load_preset(comfy_table::presets::NOTHING)
             .set_content_arrangement(ContentArrangement::Disabled);
         t.set_header(self.header.iter().map(Cell::new));
@@ -39,44 +65,45 @@ impl SkyTable {
             t.add_row(r.iter().map(Cell::new));
         }
         for (i, col) in t.column_iter_mut().enumerate() {
-            col.set_padding((if i == 0 { 1 } else { 0 }, 3));
+            if self.layout == Layout::Ruled {
+                col.set_padding((if i == 0 { 1 } else { 0 }, 3));
+            }
             if self.centered.contains(&i) {
                 col.set_cell_alignment(CellAlignment::Center);
             }
         }
-        // comfy-table lays out the cells; the dashed rules are SkyPilot's, as wide as the
-        // padded columns (1 + sum of (width + 3)).
         let lines: Vec<String> = t.lines().collect();
-        let width = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0);
-        let rule = "-".repeat(width);
         let mut out = String::new();
-        for (i, line) in lines.iter().enumerate() {
-            if i <= 1 {
+        match self.layout {
+            Layout::Plain => {
+                for line in &lines {
+                    out.push_str(line.trim_end());
+                    out.push('\n');
+                }
+            }
+            Layout::Ruled => {
+                // The dashed rules are SkyPilot's, as wide as the padded columns
+                // (1 + sum of (width + 3)).
+                let width = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+                let rule = "-".repeat(width);
+                for (i, line) in lines.iter().enumerate() {
+                    if i <= 1 {
+                        out.push_str(&rule);
+                        out.push('\n');
+                    }
+                    out.push_str(line.trim_end());
+                    out.push('\n');
+                }
                 out.push_str(&rule);
                 out.push('\n');
             }
-            out.push_str(line.trim_end());
-            out.push('\n');
         }
-        out.push_str(&rule);
-        out.push('\n');
         out
     }
-}
 
-/// A table without rules (SkyPilot's `status`, `queue`, `show-gpus` look).
-pub fn plain_table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(comfy_table::presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled);
-    t.set_header(header.iter().copied());
-    t
-}
-
-/// Prints a table, without trailing spaces.
-pub fn print_table(t: &Table) {
-    for line in t.lines() {
-        println!("{}", line.trim_end());
+    /// Prints the table to stdout.
+    pub fn print(&self) {
+        print!("{}", self.render());
     }
 }
 
@@ -112,7 +139,7 @@ mod tests {
 
     #[test]
     fn looks_like_skypilot() {
-        let mut t = SkyTable::new([
+        let mut t = Table::ruled([
             "INFRA", "INSTANCE", "vCPUs", "Mem(GB)", "GPUS", "COST ($)", "CHOSEN",
         ])
         .center(6);
@@ -163,5 +190,18 @@ mod tests {
 ---------------------------------------------------------------------------------------------
 ";
         assert_eq!(t.render(), expected);
+    }
+
+    #[test]
+    fn plain_tables_have_no_rules_and_no_trailing_spaces() {
+        let mut t = Table::plain(["NAME", "LAUNCHED", "STATUS"]);
+        t.row(["dev", "5 mins ago", "UP"]);
+        t.row(["a-much-longer-name", "-", ""]);
+        assert_eq!(
+            t.render(),
+            " NAME                LAUNCHED    STATUS\n dev                 5 mins ago  UP\n a-much-longer-name  -\n"
+        );
+        let t = Table::plain(["ID", "NAME"]);
+        assert_eq!(t.render(), " ID  NAME\n");
     }
 }

@@ -9,7 +9,7 @@ use crate::{
     hostenv::HostEnv,
     interrupt::{block_on, on_interrupt},
     names::names_or_exit,
-    table::{ago, duration, plain_table, print_table},
+    table::{Table, ago, duration},
 };
 
 /// `sky status`.
@@ -100,7 +100,7 @@ pub fn status(env: &HostEnv, args: &StatusArgs) -> i32 {
         if args.verbose {
             columns.extend(["NODES", "HEAD_IP"]);
         }
-        let mut t = plain_table(&columns);
+        let mut t = Table::plain(columns);
         for r in &records {
             let infra = match &r.zone {
                 Some(z) => format!(
@@ -130,9 +130,9 @@ pub fn status(env: &HostEnv, args: &StatusArgs) -> i32 {
                     .unwrap_or_else(|| "-".into());
                 row.extend([r.num_nodes.to_string(), head_ip]);
             }
-            t.add_row(row);
+            t.row(row);
         }
-        print_table(&t);
+        t.print();
         exit::OK
     })
 }
@@ -225,7 +225,7 @@ pub fn cost_report(env: &HostEnv, _args: &CostReportArgs) -> i32 {
                 return exit::FAILURE;
             }
         };
-        let mut t = plain_table(&[
+        let mut t = Table::plain([
             "NAME",
             "LAUNCHED",
             "DURATION",
@@ -235,7 +235,7 @@ pub fn cost_report(env: &HostEnv, _args: &CostReportArgs) -> i32 {
         ]);
         let now = sky_launch::now();
         for r in rows {
-            t.add_row([
+            t.row([
                 r.name.clone(),
                 ago(now, r.launched_at),
                 duration(r.duration_seconds),
@@ -246,7 +246,7 @@ pub fn cost_report(env: &HostEnv, _args: &CostReportArgs) -> i32 {
                 format!("$ {:.2}", r.total_cost),
             ]);
         }
-        print_table(&t);
+        t.print();
         exit::OK
     })
 }

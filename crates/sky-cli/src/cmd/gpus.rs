@@ -6,11 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use sky_catalog::{AcceleratorOffer, AcceleratorQuery, Catalog};
 
 use crate::{
-    args::GpusArgs,
-    backend, clouds, exit,
-    hostenv::HostEnv,
-    interrupt::block_on,
-    table::{plain_table, print_table},
+    args::GpusArgs, backend, clouds, exit, hostenv::HostEnv, interrupt::block_on, table::Table,
 };
 
 /// SkyPilot's "common" accelerators, listed without `-a`.
@@ -218,8 +214,8 @@ fn print_pools(pools: &[sky_cloud_ssh::PoolSummary], name: Option<&str>) -> usiz
         if qtys.last() != Some(&per_node) {
             qtys.push(per_node);
         }
-        let mut t = plain_table(&["GPU", "REQUESTABLE_QTY_PER_NODE", "UTILIZATION"]);
-        t.add_row([
+        let mut t = Table::plain(["GPU", "REQUESTABLE_QTY_PER_NODE", "UTILIZATION"]);
+        t.row([
             gpu.clone(),
             qtys.iter()
                 .map(u32::to_string)
@@ -231,7 +227,7 @@ fn print_pools(pools: &[sky_cloud_ssh::PoolSummary], name: Option<&str>) -> usiz
                 qty(n * p.hosts as f64)
             ),
         ]);
-        print_table(&t);
+        t.print();
         rows += 1;
     }
     rows
@@ -247,10 +243,10 @@ fn print_quantities(offers: &[AcceleratorOffer], all: bool) {
                 .insert(qty(o.count));
         }
     }
-    let mut t = plain_table(&["COMMON_GPU", "AVAILABLE_QUANTITIES"]);
-    if all {
-        t.set_header(["GPU", "AVAILABLE_QUANTITIES"]);
-    }
+    let mut t = Table::plain([
+        if all { "GPU" } else { "COMMON_GPU" },
+        "AVAILABLE_QUANTITIES",
+    ]);
     for (n, qs) in by_name {
         let mut qs: Vec<String> = qs.into_iter().collect();
         qs.sort_by(|a, b| {
@@ -258,9 +254,9 @@ fn print_quantities(offers: &[AcceleratorOffer], all: bool) {
                 .unwrap_or(0.0)
                 .total_cmp(&b.parse::<f64>().unwrap_or(0.0))
         });
-        t.add_row([n.to_string(), qs.join(", ")]);
+        t.row([n.to_string(), qs.join(", ")]);
     }
-    print_table(&t);
+    t.print();
 }
 
 fn print_offers(offers: &[AcceleratorOffer]) {
@@ -275,7 +271,7 @@ fn print_offers(offers: &[AcceleratorOffer]) {
         }
         first = false;
         println!("{} GPUs", clouds::display_name(cloud));
-        let mut t = plain_table(&[
+        let mut t = Table::plain([
             "GPU",
             "QTY",
             "CLOUD",
@@ -288,7 +284,7 @@ fn print_offers(offers: &[AcceleratorOffer]) {
             "REGION",
         ]);
         for o in rows {
-            t.add_row([
+            t.row([
                 o.accelerator.clone(),
                 qty(o.count),
                 clouds::display_name(&o.cloud).to_string(),
@@ -305,6 +301,6 @@ fn print_offers(offers: &[AcceleratorOffer]) {
                 o.region.clone(),
             ]);
         }
-        print_table(&t);
+        t.print();
     }
 }

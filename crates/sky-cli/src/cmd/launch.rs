@@ -14,7 +14,7 @@ use crate::{
     hostenv::HostEnv,
     interrupt::{block_on, on_interrupt},
     names::{check_names, names_or_exit},
-    table::SkyTable,
+    table::Table,
     taskload::{self, indent},
 };
 
@@ -369,7 +369,7 @@ pub fn render_plan(plan: &Plan, cluster: &str) -> String {
         "Considered resources ({nodes} node{}):\n",
         if nodes == 1 { "" } else { "s" }
     ));
-    let mut t = SkyTable::new([
+    let mut t = Table::ruled([
         "INFRA", "INSTANCE", "vCPUs", "Mem(GB)", "GPUS", "COST ($)", "CHOSEN",
     ])
     .center(6);

@@ -8,7 +8,7 @@ use crate::{
     interrupt::block_on,
     names::names_or_exit,
     stream::stdout_sink,
-    table::{ago, duration, plain_table, print_table},
+    table::{Table, ago, duration},
 };
 
 /// `sky queue`.
@@ -31,7 +31,7 @@ pub fn queue(env: &HostEnv, args: &QueueArgs) -> i32 {
                 }
             };
             println!("Job queue of cluster {name}");
-            let mut t = plain_table(&[
+            let mut t = Table::plain([
                 "ID",
                 "NAME",
                 "USER",
@@ -56,7 +56,7 @@ pub fn queue(env: &HostEnv, args: &QueueArgs) -> i32 {
                     (Some(s), None) => duration(now - secs(s)),
                     _ => "-".into(),
                 };
-                t.add_row([
+                t.row([
                     j.id.to_string(),
                     j.name.clone().unwrap_or_else(|| "-".into()),
                     j.user.clone(),
@@ -68,7 +68,7 @@ pub fn queue(env: &HostEnv, args: &QueueArgs) -> i32 {
                     j.log_dir.clone(),
                 ]);
             }
-            print_table(&t);
+            t.print();
         }
         code
     })
