@@ -1122,16 +1122,8 @@ impl CloudProvider for AwsProvider {
     }
 
     fn features(&self) -> FeatureSet {
-        FeatureSet {
-            stop: true,
-            spot: true,
-            multi_node: true,
-            open_ports: true,
-            custom_image: true,
-            docker: false,
-            // The head stops or terminates its own cluster (`node_self_stop`).
-            autostop: true,
-        }
+        // Autostop: the head stops or terminates its own cluster (`node_self_stop`).
+        sky_clouds::AWS.features
     }
 
     /// One cheap call (DescribeRegions) in the default region.

@@ -509,13 +509,9 @@ impl CloudProvider for LocalProvider {
 
     fn features(&self) -> FeatureSet {
         FeatureSet {
-            stop: true,
+            // Spot exists where the configuration simulates it.
             spot: self.cfg.offers_spot(),
-            multi_node: true,
-            open_ports: true,
-            custom_image: false,
-            docker: false,
-            autostop: true,
+            ..sky_clouds::LOCAL.features
         }
     }
 

@@ -518,16 +518,8 @@ impl CloudProvider for SshProvider {
     }
 
     fn features(&self) -> FeatureSet {
-        FeatureSet {
-            stop: false,
-            spot: false,
-            multi_node: true,
-            open_ports: false,
-            custom_image: false,
-            docker: false,
-            // The hosts cannot stop, and a head cannot release the client's leases.
-            autostop: false,
-        }
+        // No stop, spot, ports or images; no autostop (a head cannot release the leases).
+        sky_clouds::SSH.features
     }
 
     fn offerings(&self) -> Vec<Offering> {

@@ -50,12 +50,7 @@ pub fn render_history(history: &[Attempt]) -> String {
 }
 
 fn display_cloud(cloud: &str) -> String {
-    match cloud {
-        "local" => "Local".into(),
-        "ssh" => "SSH".into(),
-        "kubernetes" => "Kubernetes".into(),
-        other => sky_catalog::cloud_display_name(other).to_string(),
-    }
+    sky_catalog::cloud_display_name(cloud).to_string()
 }
 
 pub(crate) fn infra_str(cloud: &str, region: &str, zone: Option<&str>) -> String {
@@ -159,12 +154,25 @@ impl Backend {
         rep: &dyn Reporter,
     ) -> Result<StoredHandle, LaunchError> {
         let (enabled, left_out) = self.task_clouds(task, opts.idle_minutes, opts.down)?;
+        // Each cloud planned as its provider's profile says (a catalog cloud without one: its
+        // built-in profile).
+        let clouds: Vec<sky_optimizer::CloudProfile> = enabled
+            .iter()
+            .map(|c| match self.registry.get(c) {
+                Some(p) => p.profile(),
+                None => sky_optimizer::profiles_of(&[c]).remove(0),
+            })
+            .collect();
         let mut blocked: Vec<Blocked> = Vec::new();
         let mut history: Vec<Attempt> = Vec::new();
         let mut rounds = 0u32;
         loop {
-            let plan = match sky_optimizer::optimize_task(self.catalog(), task, &enabled, &blocked)
-            {
+            let plan = match sky_optimizer::optimize_task_with(
+                self.catalog(),
+                task,
+                &clouds,
+                &blocked,
+            ) {
                 Ok(p) => p,
                 Err(OptimizeError::NoResources { message }) => {
                     if history.is_empty() {

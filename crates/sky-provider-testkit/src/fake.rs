@@ -149,6 +149,7 @@ impl CloudProvider for FakeCloud {
             custom_image: false,
             docker: false,
             autostop: true,
+            disk_tiers: true,
         }
     }
 

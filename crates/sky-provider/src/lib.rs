@@ -20,27 +20,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sky_spec::model::{PortRange, Resources};
 
-/// What a cloud can do, as data. The launcher and optimizer check it before asking for a
-/// capability; a provider whose feature is `false` keeps the trait's `NotSupported` default.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct FeatureSet {
-    /// `stop_instances` / `start_instances` work and keep the nodes' disks.
-    pub stop: bool,
-    /// Spot (preemptible) nodes can be requested (`ProvisionRequest::use_spot`).
-    pub spot: bool,
-    /// More than one node per cluster.
-    pub multi_node: bool,
-    /// `open_ports` makes ports reachable from the client.
-    pub open_ports: bool,
-    /// `image_id` is honoured.
-    pub custom_image: bool,
-    /// Tasks may run in a docker image (`image_id: docker:...`).
-    pub docker: bool,
-    /// Autostop can act on this cloud's clusters: their nodes are on this machine (the head
-    /// runs `sky stop|down` here), or the head stops or terminates its own cluster
-    /// ([`CloudProvider::node_self_stop`]). `sky launch -i` leaves other clouds out.
-    pub autostop: bool,
-}
+/// What a cloud can do, as data (defined in `sky-clouds`, beside the clouds' profiles). The
+/// launcher and optimizer check it before asking for a capability; a provider whose feature is
+/// `false` keeps the trait's `NotSupported` default.
+pub use sky_clouds::{CloudProfile, FeatureSet};
 
 /// Why provisioning failed; failover branches on it.
 #[non_exhaustive]
@@ -316,6 +299,15 @@ pub trait CloudProvider: Send + Sync + fmt::Debug + 'static {
     fn id(&self) -> &str;
 
     fn features(&self) -> FeatureSet;
+
+    /// What the optimizer, catalog and CLI know of this cloud: its built-in profile (or a
+    /// minimal one for a cloud sky-rs has none for) with [`CloudProvider::features`].
+    fn profile(&self) -> CloudProfile {
+        CloudProfile {
+            features: self.features(),
+            ..CloudProfile::of(self.id())
+        }
+    }
 
     /// Offerings for clouds without a bundled catalog (the optimizer plans on them).
     fn offerings(&self) -> Vec<Offering> {
