@@ -20,6 +20,9 @@ pub(crate) struct Feasible {
 pub(crate) struct FeasibleSet {
     pub list: Vec<Feasible>,
     pub fuzzy: Vec<String>,
+    /// Why the cloud was left out, when its profile lacks a feature the request needs
+    /// (`cannot use spot instances (use_spot: true)`).
+    pub lacks: Option<String>,
 }
 
 pub(crate) fn cpu_filter(q: Option<Quantity>) -> Option<CpuFilter> {
@@ -63,14 +66,24 @@ fn mem_fits(m: Option<MemoryRequest>, vcpus: Option<f64>, have: Option<f64>) -> 
     }
 }
 
-/// Whether the profile's features allow the request (SkyPilot's
+/// What the request needs that the profile's features lack (SkyPilot's
 /// `_CLOUD_UNSUPPORTED_FEATURES`, as far as the optimizer cares: spot, several nodes, a disk
-/// tier).
-fn supports(profile: &CloudProfile, r: &Resources, num_nodes: u32) -> bool {
+/// tier), as "cannot ... (the request)"; `None` when the cloud can do it all.
+fn lacks(profile: &CloudProfile, r: &Resources, num_nodes: u32) -> Option<String> {
     let f = &profile.features;
-    (!r.use_spot || f.spot)
-        && (num_nodes <= 1 || f.multi_node)
-        && (r.disk_tier.is_none() || f.disk_tiers)
+    let mut what: Vec<String> = Vec::new();
+    if r.use_spot && !f.spot {
+        what.push("use spot instances (use_spot: true)".to_owned());
+    }
+    if num_nodes > 1 && !f.multi_node {
+        what.push(format!(
+            "run clusters of several nodes (num_nodes: {num_nodes})"
+        ));
+    }
+    if r.disk_tier.is_some() && !f.disk_tiers {
+        what.push("choose a disk tier (disk_tier)".to_owned());
+    }
+    (!what.is_empty()).then(|| format!("cannot {}", what.join(" or ")))
 }
 
 /// `get_feasible_launchable_resources` of the cloud of `profile` for a validated candidate `r`
@@ -81,8 +94,11 @@ pub(crate) fn feasible(
     r: &Resources,
     num_nodes: u32,
 ) -> FeasibleSet {
-    if !supports(profile, r, num_nodes) {
-        return FeasibleSet::default();
+    if let Some(why) = lacks(profile, r, num_nodes) {
+        return FeasibleSet {
+            lacks: Some(why),
+            ..FeasibleSet::default()
+        };
     }
     let cloud = &*profile.id;
     let attachable = profile.attachable_accelerators;
@@ -117,6 +133,7 @@ pub(crate) fn feasible(
                 accelerator,
             }],
             fuzzy: Vec::new(),
+            lacks: None,
         };
     }
     let Some((acc_name, acc_count)) = acc else {
@@ -137,6 +154,7 @@ pub(crate) fn feasible(
                 accelerator,
             }],
             fuzzy: Vec::new(),
+            lacks: None,
         };
     };
     let tpu_vm = profile.tpu_vms && is_tpu(&acc_name);
@@ -159,6 +177,7 @@ pub(crate) fn feasible(
         return FeasibleSet {
             list: Vec::new(),
             fuzzy: lookup.fuzzy,
+            lacks: None,
         };
     };
     if tpu_vm {
@@ -183,6 +202,7 @@ pub(crate) fn feasible(
                 accelerator: Some((acc_name, acc_count)),
             }],
             fuzzy: Vec::new(),
+            lacks: None,
         };
     }
     let list = types
@@ -205,6 +225,7 @@ pub(crate) fn feasible(
     FeasibleSet {
         list,
         fuzzy: Vec::new(),
+        lacks: None,
     }
 }
 

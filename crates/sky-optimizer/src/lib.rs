@@ -259,6 +259,9 @@ pub(crate) struct Candidates {
     /// Per cloud, the feasible instance types of the choosable candidates (for the hints).
     pub per_cloud: Vec<(String, Vec<Feasible>)>,
     pub fuzzy: Vec<String>,
+    /// Clouds left out for a feature they lack: `RunPod cannot run clusters of several nodes
+    /// (num_nodes: 2)`.
+    pub left_out: Vec<String>,
     pub notes: Vec<String>,
     /// Resolved (validated) candidates.
     pub resolved: Vec<Resources>,
@@ -361,6 +364,7 @@ pub(crate) fn candidates(
     let mut all = Vec::new();
     let mut per_candidate_cloud: Vec<Vec<(String, Vec<Feasible>)>> = Vec::new();
     let mut fuzzy: Vec<String> = Vec::new();
+    let mut left_out: Vec<String> = Vec::new();
     for (idx, r) in resolved.iter().enumerate() {
         let mut pc: Vec<(String, Vec<Feasible>)> = Vec::new();
         let cloud_list: Vec<&CloudProfile> = match &r.cloud {
@@ -375,6 +379,12 @@ pub(crate) fn candidates(
         for profile in cloud_list {
             let cloud = &profile.id.to_ascii_lowercase();
             let fs = feasible(catalog, profile, r, num_nodes);
+            if let Some(why) = &fs.lacks {
+                let line = format!("{} {why}", profile.display_name);
+                if !left_out.contains(&line) {
+                    left_out.push(line);
+                }
+            }
             let Some(cheapest) = fs.list.first() else {
                 for f in fs.fuzzy {
                     if !fuzzy.contains(&f) {
@@ -450,6 +460,7 @@ pub(crate) fn candidates(
         choosable,
         per_cloud,
         fuzzy,
+        left_out,
         notes,
         resolved,
     })
@@ -468,6 +479,12 @@ pub(crate) fn no_resources(task: &Task, c: &Candidates) -> OptimizeError {
         reqs.join(", "),
         clouds.join(", ")
     );
+    if !c.left_out.is_empty() {
+        message.push_str(&format!(
+            "\nLeft out for what the request needs: {}.",
+            c.left_out.join("; ")
+        ));
+    }
     if !c.fuzzy.is_empty() {
         let quoted: Vec<String> = c.fuzzy.iter().map(|f| format!("'{f}'")).collect();
         message.push_str(&format!(
