@@ -3,7 +3,6 @@
 //! ci | tidy | deps | bench | catalog | codegen | demo. Few dependencies on purpose.
 
 use std::{
-    collections::BTreeMap,
     path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
@@ -11,25 +10,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-const PURE_CRATES: &[&str] = &[
-    "sky-clouds",
-    "sky-spec",
-    "sky-catalog",
-    "sky-optimizer",
-    "sky-sched",
-];
-/// Crates no pure crate may depend on, directly or transitively.
-const IMPURE_DEPS: &[&str] = &[
-    "tokio",
-    "async-std",
-    "hyper",
-    "reqwest",
-    "sqlx",
-    "rusqlite",
-    "ureq",
-    "mio",
-    "clap",
-];
+mod deps;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -49,7 +30,8 @@ fn main() -> Result<()> {
                 "usage: cargo xtask <ci|tidy|deps|bench|catalog|codegen [--check]|demo|emulators up|down|status [N]>\n\
                  \n  ci       format check, clippy, tidy, deps, codegen --check, all tests\
                  \n  tidy     every lib.rs opens with a //! paragraph; no todo!/unimplemented! on shipped code\
-                 \n  deps     the pure crates depend on no async runtime, HTTP, SQL or CLI crate\
+                 \n  deps     the crate graph keeps docs/ARCHITECTURE.md's layer table (dev-deps too), cloud\
+                 \n           crates are leaves, the pure crates stay pure\
                  \n  bench    criterion benches, then whole-process timings of `sky` (medians)\
                  \n  catalog  rebuild catalogs/*.bin from the upstream-format CSVs in catalogs/upstream/\
                  \n  codegen  write schemas/task.schema.json (--check: fail if stale)\
@@ -222,8 +204,7 @@ fn walk_rs(dir: &Path, f: &mut dyn FnMut(&Path, &str)) -> Result<()> {
     Ok(())
 }
 
-/// Checks the crate graph: the pure crates pull in no runtime, HTTP, SQL or CLI crate, and
-/// crate edges only point down the layers of docs/ARCHITECTURE.md.
+/// Checks the crate graph against the rules of docs/ARCHITECTURE.md (see `deps.rs`).
 fn deps() -> Result<()> {
     let out = cargo()
         .args(["metadata", "--format-version", "1"])
@@ -236,100 +217,7 @@ fn deps() -> Result<()> {
         );
     }
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let packages = meta["packages"]
-        .as_array()
-        .context("metadata without packages")?;
-    let name_of: BTreeMap<String, String> = packages
-        .iter()
-        .filter_map(|p| {
-            Some((
-                p["id"].as_str()?.to_string(),
-                p["name"].as_str()?.to_string(),
-            ))
-        })
-        .collect();
-    let nodes = meta["resolve"]["nodes"]
-        .as_array()
-        .context("metadata without resolve")?;
-    let mut graph: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for node in nodes {
-        let id = node["id"].as_str().unwrap_or_default();
-        // Normal (non-dev, non-build) dependencies only.
-        let deps = node["deps"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|d| {
-                d["dep_kinds"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|k| k["kind"].is_null())
-            })
-            .filter_map(|d| name_of.get(d["pkg"].as_str()?).cloned())
-            .collect();
-        if let Some(name) = name_of.get(id) {
-            graph.insert(name.clone(), deps);
-        }
-    }
-    let mut problems = Vec::new();
-    for pure in PURE_CRATES {
-        if !graph.contains_key(*pure) {
-            continue;
-        }
-        let mut seen = std::collections::BTreeSet::new();
-        let mut stack = vec![pure.to_string()];
-        while let Some(n) = stack.pop() {
-            if !seen.insert(n.clone()) {
-                continue;
-            }
-            if IMPURE_DEPS.contains(&n.as_str()) {
-                problems.push(format!("pure crate {pure} depends (transitively) on {n}"));
-            }
-            stack.extend(graph.get(&n).cloned().unwrap_or_default());
-        }
-    }
-    // Layering: an internal edge must point to a lower layer.
-    let layer = |n: &str| -> Option<u32> {
-        Some(match n {
-            // What sky-rs knows about each cloud, as data: below everything that asks.
-            "sky-clouds" => 0,
-            "sky-spec" => 1,
-            "sky-catalog" | "sky-sched" | "sky-state" => 2,
-            "sky-optimizer" | "sky-provider" => 3,
-            // The SSH runtime sits below the clouds that reach their nodes with it.
-            "sky-ssh" => 4,
-            n if n.starts_with("sky-cloud-")
-                || n == "sky-provider-testkit"
-                || n == "sky-storage" =>
-            {
-                5
-            }
-            // The agent sits below the launcher: launch submits jobs through the agent's client.
-            "sky-agent" => 6,
-            "sky-launch" | "sky-jobs" | "sky-serve" => 7,
-            "sky-cli" => 8,
-            _ => return None,
-        })
-    };
-    for (n, ds) in &graph {
-        let Some(ln) = layer(n) else { continue };
-        for d in ds {
-            if let Some(ld) = layer(d)
-                && ld >= ln
-            {
-                problems.push(format!(
-                    "{n} (layer {ln}) must not depend on {d} (layer {ld})"
-                ));
-            }
-        }
-    }
-    if problems.is_empty() {
-        eprintln!("deps: ok ({} crates checked)", graph.len());
-        Ok(())
-    } else {
-        bail!("dependency rules broken:\n{}", problems.join("\n"))
-    }
+    deps::run(&project_root(), &meta)
 }
 
 fn codegen(root: &Path, check: bool) -> Result<()> {
