@@ -26,6 +26,22 @@ impl HostEnv {
         HostEnv { home, vars }
     }
 
+    /// An environment the caller makes (tests, programs embedding the CLI): this HOME and these
+    /// variables, nothing read from the process.
+    pub fn new<K, V>(home: impl Into<PathBuf>, vars: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        HostEnv {
+            home: home.into(),
+            vars: vars
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
     #[cfg(test)]
     pub fn for_test(home: &Path, vars: &[(&str, &str)]) -> Self {
         HostEnv {
