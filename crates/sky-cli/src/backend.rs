@@ -4,7 +4,7 @@
 
 use std::{io::Write, sync::Arc};
 
-use sky_launch::{Attempt, Backend, LaunchError, Reporter};
+use sky_launch::{Backend, EventKind, Events, LaunchError, LaunchEvent};
 use sky_provider::ProviderRegistry;
 
 use crate::{exit, hostenv::HostEnv, progress::Progress};
@@ -218,18 +218,15 @@ macro_rules! backend_or_exit {
 }
 pub(crate) use backend_or_exit;
 
-/// Prints a launcher error and returns its exit code.
+/// Prints a launcher error and returns its exit code (`LaunchError::exit_code`).
 pub fn report(e: &LaunchError) -> i32 {
     eprintln!("{e}");
-    match e {
-        LaunchError::Invalid(_) | LaunchError::NoSuchCluster(_) => exit::INVALID_INPUT,
-        LaunchError::NoResources { .. } | LaunchError::Stopped { .. } => exit::NO_RESOURCES,
-        _ => exit::FAILURE,
-    }
+    e.exit_code()
 }
 
-/// The reporter the CLI uses: a spinner on a terminal, plain lines otherwise; with a cluster,
-/// every line is also appended to `~/.sky-rs/logs/<cluster>/provision.log` (`sky logs --provision`).
+/// How the CLI shows the launcher's events: a spinner on a terminal, plain lines otherwise;
+/// with a cluster, every event is also appended to `~/.sky-rs/logs/<cluster>/provision.log`
+/// (`sky logs --provision`).
 pub struct CliReporter {
     progress: Progress,
     log: Option<std::sync::Mutex<std::fs::File>>,
@@ -245,22 +242,17 @@ impl CliReporter {
     }
 }
 
-impl Reporter for CliReporter {
-    fn step(&self, message: &str) {
-        self.record(message);
-        self.progress.step(message);
-    }
-    fn attempt_failed(&self, a: &Attempt) {
-        let line = format!(
-            "Failed to provision on {} ({}): {}. Trying the next placement.",
-            a.infra, a.resources, a.reason
-        );
+impl Events for CliReporter {
+    fn event(&self, e: &LaunchEvent) {
+        let line = e.to_string();
         self.record(&line);
-        self.progress.line(&line);
-    }
-    fn done(&self, message: &str) {
-        self.record(message);
-        self.progress.done(message);
+        match e.kind() {
+            EventKind::Step => self.progress.step(&line),
+            EventKind::Done => self.progress.done(&line),
+            EventKind::Note => self.progress.line(&line),
+            // The CLI says these in its own words (`Job submitted, ID: ...`).
+            _ => {}
+        }
     }
 }
 

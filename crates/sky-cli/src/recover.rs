@@ -4,7 +4,7 @@
 //! names it and says what to do, except `sky down`, which carries on with an in-memory state
 //! filled from the clusters' own records, so a user can tear them down without the file.
 
-use sky_launch::{Backend, LaunchError};
+use sky_launch::Backend;
 use sky_state::{ErrorKind, StateDb};
 
 use crate::exit;
@@ -71,8 +71,13 @@ pub async fn adopt(backend: &Backend) -> Result<(), BackendError> {
             }
             Ok(())
         }
-        Err(LaunchError::State(e)) if e.kind() == ErrorKind::Damaged => {
-            Err(BackendError::failure(e.to_string()))
+        Err(e)
+            if e.state_error()
+                .is_some_and(|s| s.kind() == ErrorKind::Damaged) =>
+        {
+            Err(BackendError::failure(
+                e.state_error().map(ToString::to_string).unwrap_or_default(),
+            ))
         }
         Err(e) => Err(BackendError::failure(format!(
             "failed to look for clusters the state database lost: {e}"

@@ -6,23 +6,74 @@
 //! block and move on, retry with backoff (then block), or stop with the fix. Every failed
 //! placement goes into the history.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sky_optimizer::{Blocked, Launchable, OptimizeError};
-use sky_provider::{ClusterHandle, FailoverAction, FailureScope, ProvisionError, ProvisionRequest};
+use sky_provider::{
+    CloudProvider, ClusterHandle, FailoverAction, FailureScope, ProvisionError, ProvisionErrorKind,
+    ProvisionRequest,
+};
 use sky_spec::Task;
 use sky_state::{ClusterRecord, ClusterStatus};
 
-use crate::{Backend, LaunchError, LaunchOptions, Reporter, StoredHandle, now, runtime};
+use crate::{
+    Backend, CancellationToken, ClusterState, Events, LaunchError, LaunchErrorKind, LaunchEvent,
+    LaunchRequest, RetryReason, StoredHandle, cancelled, now, race, runtime,
+};
 
 /// One failed placement, for the failover history.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Attempt {
+    /// The provider id tried (`aws`, `local`).
+    pub cloud: String,
+    pub region: String,
+    /// The zone tried (`None`: the provider picked zones of the region itself).
+    pub zone: Option<String>,
     /// `Cloud (region[/zone])`.
     pub infra: String,
     /// `2x local(local, H100:4)`.
     pub resources: String,
+    /// The provider's message.
     pub reason: String,
+    /// What failed, as the provider classified it.
+    pub kind: ProvisionErrorKind,
+    /// How much of the cloud the provider said it rules out.
+    pub scope: FailureScope,
+    /// What the provider says to do, if anything.
+    pub fix: Option<String>,
+}
+
+impl Attempt {
+    pub(crate) fn new(
+        l: &Launchable,
+        zone: Option<&str>,
+        num_nodes: u32,
+        e: &ProvisionError,
+    ) -> Self {
+        Attempt {
+            cloud: l.cloud.clone(),
+            region: l.region.clone(),
+            zone: zone.map(str::to_string),
+            infra: infra_str(&l.cloud, &l.region, zone),
+            resources: resources_str(l, num_nodes),
+            reason: e.message.clone(),
+            kind: e.kind,
+            scope: e.scope,
+            fix: e.fix.clone(),
+        }
+    }
+
+    /// The provider's error as it was (kind, scope, message, fix).
+    pub fn error(&self) -> ProvisionError {
+        ProvisionError {
+            kind: self.kind,
+            scope: self.scope,
+            message: self.reason.clone(),
+            fix: self.fix.clone(),
+        }
+    }
 }
 
 /// The failover history as SkyPilot prints it: INFRA | RESOURCES | REASON.
@@ -82,8 +133,18 @@ pub(crate) fn fmt_count(c: f64) -> String {
 enum TryError {
     /// The placement failed; failover may move on.
     Failed(ProvisionError),
-    /// Something that failover cannot fix (state, agents).
+    /// Something that failover cannot fix (state, agents, a cancel).
     Fatal(LaunchError),
+}
+
+/// How long `--retry-until-up` waits after round `rounds` (5 s more per round, at most 30 s).
+fn retry_until_up_wait(rounds: u32) -> Duration {
+    Duration::from_secs(u64::from(rounds.min(6)) * 5)
+}
+
+/// How long a transient error waits before try `tries + 1`.
+fn transient_wait(tries: u32) -> Duration {
+    Duration::from_millis(500 * (1 << tries))
 }
 
 impl Backend {
@@ -149,11 +210,15 @@ impl Backend {
 
     pub(crate) async fn provision_new(
         &self,
-        task: &Task,
-        opts: &LaunchOptions,
-        rep: &dyn Reporter,
+        req: &LaunchRequest,
+        cancel: &CancellationToken,
+        ev: &dyn Events,
     ) -> Result<StoredHandle, LaunchError> {
-        let (enabled, left_out) = self.task_clouds(task, opts.idle_minutes, opts.down)?;
+        let task = &req.task;
+        let cluster = &req.cluster;
+        let (enabled, left_out) = self
+            .task_clouds(task, req.idle_minutes, req.down)
+            .map_err(|e| e.left(ClusterState::Absent))?;
         // Each cloud planned as its provider's profile says (a catalog cloud without one: its
         // built-in profile).
         let clouds: Vec<sky_optimizer::CloudProfile> = enabled
@@ -163,7 +228,7 @@ impl Backend {
                 None => sky_optimizer::profiles_of(&[c]).remove(0),
             })
             .collect();
-        let mut blocked: Vec<Blocked> = Vec::new();
+        let mut blocked: Vec<Blocked> = req.blocked.clone();
         let mut history: Vec<Attempt> = Vec::new();
         let mut rounds = 0u32;
         loop {
@@ -176,50 +241,59 @@ impl Backend {
                 Ok(p) => p,
                 Err(OptimizeError::NoResources { message }) => {
                     if history.is_empty() {
-                        let message = format!("{message}{}", autostop_note(&left_out, opts.down));
-                        return Err(LaunchError::NoResources { message, history });
+                        let message = format!("{message}{}", autostop_note(&left_out, req.down));
+                        return Err(LaunchError::new(LaunchErrorKind::NoResources, message)
+                            .left(ClusterState::Absent));
                     }
-                    if opts.retry_until_up {
+                    if req.retry_until_up {
                         rounds += 1;
-                        let wait = Duration::from_secs(u64::from(rounds.min(6)) * 5);
-                        rep.step(&format!(
-                            "every placement failed ({} attempts); retrying in {}s (--retry-until-up)",
-                            history.len(),
-                            wait.as_secs()
-                        ));
-                        tokio::time::sleep(wait).await;
-                        blocked.clear();
+                        let wait = retry_until_up_wait(rounds);
+                        ev.event(&LaunchEvent::Retrying {
+                            after: wait,
+                            why: RetryReason::RetryUntilUp {
+                                attempts: history.len(),
+                            },
+                        });
+                        if race(cancel, tokio::time::sleep(wait)).await.is_none() {
+                            return Err(
+                                cancelled(cluster, ClusterState::Absent).with_history(history)
+                            );
+                        }
+                        blocked = req.blocked.clone();
                         continue;
                     }
-                    return Err(LaunchError::NoResources {
-                        message: format!(
-                            "failed to provision cluster `{}`: every placement failed ({} attempts). Try other resources, enable more clouds (`sky check`), or retry with --retry-until-up.\n{}",
-                            opts.cluster,
-                            history.len(),
-                            render_history(&history)
-                        ),
-                        history,
-                    });
+                    let last = history.last().map(Attempt::error);
+                    let message = format!(
+                        "failed to provision cluster `{cluster}`: every placement failed ({} attempts). Try other resources, enable more clouds (`sky check`), or retry with --retry-until-up.\n{}",
+                        history.len(),
+                        render_history(&history)
+                    );
+                    let mut e = LaunchError::new(LaunchErrorKind::NoResources, message)
+                        .with_history(history)
+                        .left(ClusterState::Absent);
+                    e.provision = last;
+                    return Err(e);
                 }
-                Err(e) => return Err(LaunchError::Invalid(e.to_string())),
+                Err(e) => {
+                    return Err(LaunchError::invalid(e.to_string()).left(ClusterState::Absent));
+                }
             };
             let l = plan.chosen;
             let mut region_done = false;
             for zone in self.zones_to_try(&l, &blocked) {
-                rep.step(&format!(
-                    "Launching on {}",
-                    infra_str(&l.cloud, &l.region, zone.as_deref())
-                ));
-                match self.try_place(task, opts, &l, zone.clone(), rep).await {
+                ev.event(&LaunchEvent::Provisioning {
+                    cloud: l.cloud.clone(),
+                    region: l.region.clone(),
+                    zone: zone.clone(),
+                });
+                match self.try_place(req, &l, zone.clone(), cancel, ev).await {
                     Ok(h) => return Ok(h),
-                    Err(TryError::Fatal(e)) => return Err(e),
+                    Err(TryError::Fatal(e)) => {
+                        return Err(e.with_history(history));
+                    }
                     Err(TryError::Failed(e)) => {
-                        let attempt = Attempt {
-                            infra: infra_str(&l.cloud, &l.region, zone.as_deref()),
-                            resources: resources_str(&l, task.num_nodes),
-                            reason: e.message.clone(),
-                        };
-                        rep.attempt_failed(&attempt);
+                        let attempt = Attempt::new(&l, zone.as_deref(), task.num_nodes, &e);
+                        ev.event(&LaunchEvent::AttemptFailed(attempt.clone()));
                         history.push(attempt);
                         // try_place has used up the retries: a retry's scope is blocked now.
                         let scope = match e.action() {
@@ -233,16 +307,19 @@ impl Backend {
                                     .clone()
                                     .map(|f| format!("\nTo fix: {f}"))
                                     .unwrap_or_default();
-                                return Err(LaunchError::Stopped {
-                                    message: format!(
-                                        "failed to provision cluster `{}` on {}: {}{fix}\nFailover stopped: this error would repeat on every placement of {}.",
-                                        opts.cluster,
-                                        infra_str(&l.cloud, &l.region, zone.as_deref()),
-                                        e.message,
-                                        display_cloud(&l.cloud)
-                                    ),
-                                    history,
-                                });
+                                let message = format!(
+                                    "failed to provision cluster `{cluster}` on {}: {}{fix}\nFailover stopped: this error would repeat on every placement of {}.",
+                                    infra_str(&l.cloud, &l.region, zone.as_deref()),
+                                    e.message,
+                                    display_cloud(&l.cloud)
+                                );
+                                return Err(LaunchError::new(
+                                    LaunchErrorKind::FailoverStopped,
+                                    message,
+                                )
+                                .with_provision(e)
+                                .with_history(history)
+                                .left(ClusterState::Absent));
                             }
                             Some(scope) => match scope {
                                 FailureScope::Zone => blocked.push(block(&l, zone.clone(), false)),
@@ -274,38 +351,49 @@ impl Backend {
         }
     }
 
-    /// Re-provisions an INIT cluster in its recorded place (no failover: its instances may exist).
+    /// Re-provisions an INIT cluster in its recorded place (no failover: its instances may
+    /// exist). Cancelled, it leaves the cluster INIT as it was: a launch never tears down a
+    /// cluster it did not create.
     pub(crate) async fn provision_in_place(
         &self,
-        task: &Task,
-        opts: &LaunchOptions,
+        req: &LaunchRequest,
         h: &StoredHandle,
-        rep: &dyn Reporter,
+        cancel: &CancellationToken,
+        ev: &dyn Events,
     ) -> Result<StoredHandle, LaunchError> {
+        let cluster = &req.cluster;
+        let left = ClusterState::Init { instances_up: true };
         let p = self.provider(&h.provider.cloud)?;
-        let req = request_from_handle(&h.provider, task);
-        let handle = p.run_instances(&req).await.map_err(|e| {
-            LaunchError::Provider(format!(
-                "failed to provision `{}` in its recorded place: {e}; `sky down {}` removes it",
-                opts.cluster, opts.cluster
-            ))
-        })?;
-        self.finish_provisioning(opts, handle, rep, false).await
+        let preq = request_from_handle(&h.provider, &req.task);
+        let handle = race(cancel, p.run_instances(&preq))
+            .await
+            .ok_or_else(|| cancelled(cluster, left))?
+            .map_err(|e| {
+                LaunchError::provider(format!(
+                    "failed to provision `{cluster}` in its recorded place: {e}; `sky down {cluster}` removes it"
+                ))
+                .with_provision(e)
+                .left(left)
+            })?;
+        self.finish_provisioning(req, handle, false, cancel, ev)
+            .await
     }
 
     async fn try_place(
         &self,
-        task: &Task,
-        opts: &LaunchOptions,
+        req: &LaunchRequest,
         l: &Launchable,
         zone: Option<String>,
-        rep: &dyn Reporter,
+        cancel: &CancellationToken,
+        ev: &dyn Events,
     ) -> Result<StoredHandle, TryError> {
+        let task = &req.task;
+        let cluster = &req.cluster;
         let p = self.provider(&l.cloud).map_err(TryError::Fatal)?;
         let prelim = ClusterHandle {
             cloud: l.cloud.clone(),
-            cluster_name: opts.cluster.clone(),
-            cluster_name_on_cloud: self.name_on_cloud(&opts.cluster),
+            cluster_name: cluster.clone(),
+            cluster_name_on_cloud: self.name_on_cloud(cluster),
             region: l.region.clone(),
             zone: zone.clone(),
             num_nodes: task.num_nodes.max(1),
@@ -327,7 +415,7 @@ impl Backend {
         let t = now();
         let record = ClusterRecord {
             cluster_hash: String::new(),
-            name: opts.cluster.clone(),
+            name: cluster.clone(),
             status: ClusterStatus::Init,
             handle: serde_json::to_value(&stored).unwrap_or_default(),
             resources_str: launched.clone(),
@@ -336,7 +424,7 @@ impl Backend {
             region: l.region.clone(),
             zone: zone.clone(),
             launched_at: t,
-            last_use: opts.command_line.clone(),
+            last_use: req.command_line.clone(),
             autostop: None,
             status_updated_at: t,
             price_per_hour: l.hourly_price * f64::from(task.num_nodes.max(1)),
@@ -345,57 +433,115 @@ impl Backend {
             .upsert_cluster(&record)
             .await
             .map_err(|e| TryError::Fatal(e.into()))?;
-        let mut req = request_from_handle(&prelim, task);
-        req.resources = l.resources.clone();
+        let mut preq = request_from_handle(&prelim, task);
+        preq.resources = l.resources.clone();
         let mut tries = 0;
         loop {
             tries += 1;
-            let e = match p.run_instances(&req).await {
+            let e = match race(cancel, p.run_instances(&preq)).await {
+                None => {
+                    return Err(TryError::Fatal(
+                        self.undo_cancelled(&p, &prelim, None, cluster).await,
+                    ));
+                }
                 // Waiting is part of provisioning: if the instances never come up, this
                 // placement failed like any other (terminated, then failover).
-                Ok(handle) => match p.wait_instances(&handle).await {
-                    Ok(()) => {
+                Some(Ok(handle)) => match race(cancel, p.wait_instances(&handle)).await {
+                    None => {
+                        return Err(TryError::Fatal(
+                            self.undo_cancelled(&p, &prelim, Some(&handle), cluster)
+                                .await,
+                        ));
+                    }
+                    Some(Ok(())) => {
                         return self
-                            .finish_provisioning(opts, handle, rep, true)
+                            .finish_provisioning(req, handle, true, cancel, ev)
                             .await
                             .map_err(TryError::Fatal);
                     }
-                    Err(e) => {
+                    Some(Err(e)) => {
                         let _ = p.terminate_instances(&handle).await;
                         e
                     }
                 },
-                Err(e) => e,
+                Some(Err(e)) => e,
             };
             // The provider must have cleaned up; terminate again to be sure, then forget.
             let _ = p.terminate_instances(&prelim).await;
             if matches!(e.action(), FailoverAction::Retry(_)) && tries < FailoverAction::RETRIES {
-                let wait = Duration::from_millis(500 * (1 << tries));
-                rep.step(&format!(
-                    "transient error ({}); retrying in {:.1}s",
-                    e.message,
-                    wait.as_secs_f64()
-                ));
-                tokio::time::sleep(wait).await;
+                let wait = transient_wait(tries);
+                ev.event(&LaunchEvent::Retrying {
+                    after: wait,
+                    why: RetryReason::Transient {
+                        message: e.message.clone(),
+                    },
+                });
+                if race(cancel, tokio::time::sleep(wait)).await.is_none() {
+                    self.state
+                        .remove_cluster(cluster, now())
+                        .await
+                        .map_err(|e| TryError::Fatal(e.into()))?;
+                    return Err(TryError::Fatal(
+                        cancelled(cluster, ClusterState::Absent).with_provision(e),
+                    ));
+                }
                 continue;
             }
             self.state
-                .remove_cluster(&opts.cluster, now())
+                .remove_cluster(cluster, now())
                 .await
                 .map_err(|e| TryError::Fatal(e.into()))?;
             return Err(TryError::Failed(e));
         }
     }
 
-    /// After the instances exist: wait (unless `waited`), start the agents, record the cluster UP.
+    /// A launch cancelled while its instances were being made: terminates what this attempt
+    /// made and forgets the record (`Absent`); if terminating fails, the record stays INIT
+    /// for `sky down` (`Init { instances_up: true }`), and the error says so.
+    async fn undo_cancelled(
+        &self,
+        p: &Arc<dyn CloudProvider>,
+        prelim: &ClusterHandle,
+        made: Option<&ClusterHandle>,
+        cluster: &str,
+    ) -> LaunchError {
+        let mut failed = None;
+        if let Some(h) = made
+            && let Err(e) = p.terminate_instances(h).await
+        {
+            failed = Some(e);
+        }
+        if let Err(e) = p.terminate_instances(prelim).await {
+            failed = Some(e);
+        }
+        match failed {
+            None => match self.state.remove_cluster(cluster, now()).await {
+                Ok(_) => cancelled(cluster, ClusterState::Absent),
+                Err(e) => cancelled(cluster, ClusterState::Init { instances_up: false })
+                    .with_message(format!(
+                        "cancelled: what this launch made was terminated, but removing the record of cluster {cluster} failed ({e}); `sky down {cluster}` removes it"
+                    )),
+            },
+            Some(e) => cancelled(cluster, ClusterState::Init { instances_up: true })
+                .with_message(format!(
+                    "cancelled: terminating what this launch made failed ({e}); cluster {cluster} stays recorded INIT: `sky down {cluster}` removes it"
+                ))
+                .with_provision(e),
+        }
+    }
+
+    /// After the instances exist: wait (unless `waited`), start the agents, record the cluster
+    /// UP. A failure or a cancel from here on leaves the cluster INIT with its instances up.
     async fn finish_provisioning(
         &self,
-        opts: &LaunchOptions,
+        req: &LaunchRequest,
         handle: ClusterHandle,
-        rep: &dyn Reporter,
         waited: bool,
+        cancel: &CancellationToken,
+        ev: &dyn Events,
     ) -> Result<StoredHandle, LaunchError> {
-        let cluster = opts.cluster.clone();
+        let cluster = req.cluster.clone();
+        let left = ClusterState::Init { instances_up: true };
         let p = self.provider(&handle.cloud)?;
         // Save the provider's real handle before anything else can fail.
         let mut rec = self.record(&cluster).await?;
@@ -405,21 +551,34 @@ impl Backend {
         rec.zone = handle.zone.clone();
         self.state.upsert_cluster(&rec).await?;
         if !waited {
-            p.wait_instances(&handle).await.map_err(|e| {
-                LaunchError::Provider(format!(
-                    "instances of `{cluster}` did not come up: {e}; `sky down {cluster}` removes them"
-                ))
-            })?;
+            race(cancel, p.wait_instances(&handle))
+                .await
+                .ok_or_else(|| cancelled(&cluster, left))?
+                .map_err(|e| {
+                    LaunchError::provider(format!(
+                        "instances of `{cluster}` did not come up: {e}; `sky down {cluster}` removes them"
+                    ))
+                    .with_provision(e)
+                    .left(left)
+                })?;
         }
-        let stored = runtime::start_agents(self, &cluster, handle, &stored, rep)
-            .await
-            .map_err(|e| match e {
-                // The instances exist and the cluster is recorded INIT: say what to do with it.
-                LaunchError::Provider(m) => LaunchError::Provider(format!(
-                    "{m}\nCluster `{cluster}` is INIT with its instances up: `sky launch -c {cluster}` with the same task tries again, `sky down {cluster}` removes them."
-                )),
-                e => e,
-            })?;
+        let stored = race(
+            cancel,
+            runtime::start_agents(self, &cluster, handle, &stored, ev),
+        )
+        .await
+        .ok_or_else(|| cancelled(&cluster, left))?
+        .map_err(|e| {
+            // The instances exist and the cluster is recorded INIT: say what to do with it.
+            let m = format!(
+                "{e}\nCluster `{cluster}` is INIT with its instances up: `sky launch -c {cluster}` with the same task tries again, `sky down {cluster}` removes them."
+            );
+            match e.kind {
+                LaunchErrorKind::Provider | LaunchErrorKind::Runtime => e.with_message(m),
+                _ => e,
+            }
+            .left(left)
+        })?;
         let mut rec = self.record(&cluster).await?;
         rec.handle = serde_json::to_value(&stored).unwrap_or_default();
         self.state.upsert_cluster(&rec).await?;
@@ -441,14 +600,12 @@ impl Backend {
                 now(),
             )
             .await?;
-        rep.done(&format!(
-            "Cluster {cluster} is UP on {}",
-            infra_str(
-                &stored.provider.cloud,
-                &stored.provider.region,
-                stored.provider.zone.as_deref()
-            )
-        ));
+        ev.event(&LaunchEvent::Up {
+            cluster: cluster.clone(),
+            cloud: stored.provider.cloud.clone(),
+            region: stored.provider.region.clone(),
+            zone: stored.provider.zone.clone(),
+        });
         Ok(stored)
     }
 }
@@ -502,18 +659,32 @@ mod tests {
 
     #[test]
     fn history_is_a_table() {
+        let l = Launchable {
+            cloud: "local".into(),
+            region: "r1".into(),
+            zone: None,
+            instance_type: "local".into(),
+            accelerator: None,
+            vcpus: None,
+            memory_gib: None,
+            use_spot: false,
+            hourly_price: 0.0,
+            candidate_index: 0,
+            resources: Default::default(),
+        };
+        let cap = ProvisionError::capacity(FailureScope::Zone, "no capacity");
+        let quota = ProvisionError::quota(FailureScope::Region, "quota").with_fix("raise it");
         let h = vec![
-            Attempt {
-                infra: "Local (r1/z1)".into(),
-                resources: "1x Local(local)".into(),
-                reason: "no capacity".into(),
-            },
-            Attempt {
-                infra: "Local (r1/z2)".into(),
-                resources: "1x Local(local)".into(),
-                reason: "quota".into(),
-            },
+            Attempt::new(&l, Some("z1"), 1, &cap),
+            Attempt::new(&l, Some("z2"), 1, &quota),
         ];
+        assert_eq!(h[0].infra, "Local (r1/z1)");
+        assert_eq!(h[1].resources, "1x Local(local)");
+        assert_eq!(h[1].error(), quota);
+        assert_eq!(
+            (h[1].kind, h[1].scope, h[1].zone.as_deref()),
+            (ProvisionErrorKind::Quota, FailureScope::Region, Some("z2"))
+        );
         let t = render_history(&h);
         assert!(t.starts_with("INFRA"));
         assert_eq!(t.lines().count(), 3);

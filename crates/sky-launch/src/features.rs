@@ -254,7 +254,7 @@ pub(crate) fn check_cluster(
     let list = |f: &dyn Fn(&(Need, String)) -> String, sep: &str| {
         missing.iter().map(f).collect::<Vec<_>>().join(sep)
     };
-    Err(LaunchError::Invalid(format!(
+    Err(LaunchError::invalid(format!(
         "cluster `{cluster}` is on {cloud}, which cannot {}, as the task asks ({}). Nothing was run. To fix: {}, or launch it on a new cluster (`sky launch -c NEW ...`) of a cloud that can.",
         list(&|(n, _)| n.what().to_string(), " or "),
         list(&|(_, why)| why.clone(), ", "),

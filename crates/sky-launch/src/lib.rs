@@ -6,12 +6,36 @@
 //! cloud, blocking what failed and re-optimizing) → start the agents → sync the workdir and
 //! local file mounts → submit the job. Used by the CLI; embedders can drive it directly.
 //!
+//! Every command takes a [`CancellationToken`] and an [`Events`] sink: progress goes out as
+//! typed [`LaunchEvent`]s (whose `Display` is the CLI's line), failures come back as a typed
+//! [`LaunchError`] (its [`LaunchErrorKind`], the provider's error with kind and scope, the
+//! failover history, and what was left of the cluster as a [`ClusterState`]), so a caller
+//! branches on data. The CLI is one caller; a controller driving hundreds of launches is another.
+//!
 //! Invariants: a cluster is recorded in state (status INIT) *before* any provider call that can
 //! create instances, and the record is removed only after the provider has terminated them, so
-//! no failure path leaves an instance that `sky down` cannot find. This crate prints nothing:
-//! progress goes through a [`Reporter`].
+//! no failure path, cancel included, leaves an instance that `sky down` cannot find. A cancelled
+//! launch removes what it made (or leaves it recorded INIT when terminating fails) and never
+//! tears down a cluster that existed before it. This crate prints nothing.
+//!
+//! ```no_run
+//! use sky_launch::{Backend, CancellationToken, LaunchErrorKind, LaunchEvent, LaunchRequest};
+//!
+//! async fn run(backend: &Backend, task: sky_spec::Task) {
+//!     let cancel = CancellationToken::new();
+//!     let events = |e: &LaunchEvent| eprintln!("{e}");
+//!     let req = LaunchRequest::new(task, "dev");
+//!     match backend.launch(&req, &cancel, &events).await {
+//!         Ok(l) => println!("job {} on {} (reused: {})", l.job_id, l.cluster, l.reused),
+//!         Err(e) if e.kind == LaunchErrorKind::NoResources => eprintln!("{}", e.history.len()),
+//!         Err(e) => eprintln!("{e} (cluster left {:?})", e.cluster),
+//!     }
+//! }
+//! ```
 
 pub mod binary;
+mod error;
+mod events;
 pub mod exit;
 mod failover;
 mod features;
@@ -19,11 +43,15 @@ mod lock;
 mod recover;
 mod runtime;
 
+pub use error::{ClusterState, LaunchError, LaunchErrorKind};
+pub use events::{EventKind, EventLog, Events, LaunchEvent, Quiet, RetryReason};
 pub use lock::{ClusterLock, lock_cluster, try_lock_cluster};
 pub use recover::RECOVERED_EVENT;
 pub use runtime::{AgentHealth, local_uploads};
+/// Cancels a command: every stage races it and stops where it is (see the crate docs).
+pub use tokio_util::sync::CancellationToken;
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
 use sky_agent::{AgentClient, JobRecord, JobSpec, JobStatus};
@@ -34,62 +62,26 @@ use sky_state::{ClusterRecord, ClusterStatus, StateDb};
 
 pub use failover::{Attempt, autostop_note, render_history};
 pub use features::capable_clouds;
+pub use sky_optimizer::Blocked;
 
-/// Receives progress from long operations. The CLI draws spinners; tests collect lines.
-pub trait Reporter: Send + Sync {
-    /// A step begins ("Provisioning ...", "Syncing workdir ...").
-    fn step(&self, message: &str);
-    /// A placement failed and failover moves on.
-    fn attempt_failed(&self, attempt: &Attempt);
-    /// A step finished.
-    fn done(&self, message: &str);
+/// Runs `fut` unless `cancel` fires first (checked before it starts too); `None` when
+/// cancelled, the future then dropped, which stops its work (the provider contract's
+/// cancel-by-drop).
+pub(crate) async fn race<T>(cancel: &CancellationToken, fut: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => None,
+        v = fut => Some(v),
+    }
 }
 
-/// A reporter that drops everything.
-#[derive(Debug, Default)]
-pub struct Quiet;
-
-impl Reporter for Quiet {
-    fn step(&self, _: &str) {}
-    fn attempt_failed(&self, _: &Attempt) {}
-    fn done(&self, _: &str) {}
-}
-
-/// Failures of the backend. Messages read well after "failed to ...", name the cluster or
-/// resource, and say what to do.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LaunchError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("cluster `{0}` does not exist; `sky status` lists the clusters")]
-    NoSuchCluster(String),
-    #[error("{message}")]
-    NoResources {
-        message: String,
-        history: Vec<Attempt>,
-    },
-    #[error("{message}")]
-    Stopped {
-        message: String,
-        history: Vec<Attempt>,
-    },
-    #[error("{0}")]
-    Provider(String),
-    #[error(
-        "the agent of cluster `{cluster}` is unreachable ({detail}); run `sky status -r {cluster}`, then `sky start {cluster}` to bring it back"
-    )]
-    Agent { cluster: String, detail: String },
-    /// `sky status -r` could not reach the head agent and has no proof it is gone: the
-    /// cluster's status and jobs were left as they are.
-    #[error(
-        "the agent of cluster `{cluster}` is unreachable ({detail}); its status and jobs are left as they are: try again later, or `sky down {cluster}` to remove it"
-    )]
-    Unreachable { cluster: String, detail: String },
-    #[error("state database: {0}")]
-    State(#[from] sky_state::Error),
-    #[error("interrupted; the cluster is recorded and `sky down` removes what was created")]
-    Interrupted,
+/// The error of a command cancelled with `left` of `cluster`.
+pub(crate) fn cancelled(cluster: &str, left: ClusterState) -> LaunchError {
+    LaunchError::new(
+        LaunchErrorKind::Cancelled,
+        format!("cancelled: {}", events::cancel_note(cluster, left)),
+    )
+    .left(left)
 }
 
 /// What the backend stores in a cluster record's `handle` column.
@@ -140,10 +132,12 @@ impl std::fmt::Debug for Backend {
     }
 }
 
-/// Options of `sky launch`.
+/// What to launch: `sky launch`'s arguments as data.
 #[derive(Clone, Debug, Default)]
-pub struct LaunchOptions {
+pub struct LaunchRequest {
+    pub task: Task,
     pub cluster: String,
+    /// When every placement failed, wait and start failover over (cancellable).
     pub retry_until_up: bool,
     pub no_setup: bool,
     /// Autostop after idle minutes, and whether to tear down instead of stopping.
@@ -151,14 +145,34 @@ pub struct LaunchOptions {
     pub down: bool,
     /// The command line, stored as the cluster's last use.
     pub command_line: String,
+    /// Placements ruled out from the start (a managed-jobs controller blocks the region that
+    /// preempted it); failover adds what fails. `retry_until_up` starts over from these.
+    pub blocked: Vec<Blocked>,
 }
 
-/// A submitted job.
+impl LaunchRequest {
+    /// `task` on cluster `cluster`, nothing else set.
+    pub fn new(task: Task, cluster: impl Into<String>) -> Self {
+        LaunchRequest {
+            task,
+            cluster: cluster.into(),
+            ..LaunchRequest::default()
+        }
+    }
+}
+
+/// A launched (or exec'd) job.
 #[derive(Clone, Debug)]
-pub struct Submitted {
+#[non_exhaustive]
+pub struct Launched {
     pub cluster: String,
     pub job_id: u64,
+    /// A client of the cluster's head agent (logs, queue, cancel).
     pub agent: AgentClient,
+    /// The cluster's handle as recorded.
+    pub handle: StoredHandle,
+    /// The cluster was UP already and nothing was provisioned.
+    pub reused: bool,
 }
 
 /// Unix seconds now. The backend is an effect layer; the clock is read here only.
@@ -180,9 +194,9 @@ impl Backend {
             .unwrap_or_else(|| Catalog::bundled())
     }
 
-    fn provider(&self, cloud: &str) -> Result<Arc<dyn CloudProvider>, LaunchError> {
+    pub(crate) fn provider(&self, cloud: &str) -> Result<Arc<dyn CloudProvider>, LaunchError> {
         self.registry.get(cloud).ok_or_else(|| {
-            LaunchError::Provider(format!(
+            LaunchError::provider(format!(
                 "no provisioner for cloud `{cloud}` in this build of sky-rs"
             ))
         })
@@ -199,144 +213,255 @@ impl Backend {
         idle_minutes: Option<i64>,
         down: bool,
     ) -> Result<(Vec<&str>, Vec<&str>), LaunchError> {
-        let (usable, left_out) =
-            self.launch_clouds(idle_minutes, down)
-                .map_err(|message| LaunchError::NoResources {
-                    message,
-                    history: Vec::new(),
-                })?;
+        let (usable, left_out) = self
+            .launch_clouds(idle_minutes, down)
+            .map_err(|message| LaunchError::new(LaunchErrorKind::NoResources, message))?;
         let usable = if usable.is_empty() {
             usable
         } else {
-            capable_clouds(&self.registry, task, &usable).map_err(LaunchError::Invalid)?
+            capable_clouds(&self.registry, task, &usable).map_err(LaunchError::invalid)?
         };
         Ok((usable, left_out))
     }
 
-    /// Takes the cluster's lock, saying so through `rep` when another command holds it.
-    async fn lock(&self, cluster: &str, rep: &dyn Reporter) -> Result<ClusterLock, LaunchError> {
-        lock_cluster(&self.lock_dir, cluster, || {
-            rep.step(&format!(
-                "Waiting for another sky command on cluster {cluster} to finish (it holds {})",
-                self.lock_dir.join(format!("{cluster}.lock")).display()
-            ));
+    /// Takes the cluster's lock, saying so through `ev` when another command holds it.
+    /// Cancelled while waiting: nothing was done; the error says what the cluster is.
+    async fn lock(
+        &self,
+        cluster: &str,
+        cancel: &CancellationToken,
+        ev: &dyn Events,
+    ) -> Result<ClusterLock, LaunchError> {
+        let waiting = lock_cluster(&self.lock_dir, cluster, || {
+            ev.event(&LaunchEvent::WaitingForLock {
+                cluster: cluster.to_string(),
+                lock_path: self.lock_dir.join(format!("{cluster}.lock")),
+            });
+        });
+        match race(cancel, waiting).await {
+            Some(lock) => lock,
+            None => Err(self.cancelled_as_recorded(cluster).await),
+        }
+    }
+
+    /// What is recorded of `cluster`: `Absent` without a record.
+    pub async fn cluster_state(&self, cluster: &str) -> Result<ClusterState, LaunchError> {
+        Ok(match self.state.get_cluster(cluster).await? {
+            Some(rec) => rec.status.into(),
+            None => ClusterState::Absent,
         })
-        .await
+    }
+
+    /// A cancel that changed nothing: the cluster is as recorded.
+    async fn cancelled_as_recorded(&self, cluster: &str) -> LaunchError {
+        match self.cluster_state(cluster).await {
+            Ok(left) => cancelled(cluster, left),
+            Err(e) => LaunchError::new(
+                LaunchErrorKind::Cancelled,
+                format!("cancelled: nothing was done to cluster {cluster} ({e})"),
+            ),
+        }
     }
 
     pub async fn record(&self, name: &str) -> Result<ClusterRecord, LaunchError> {
         self.state
             .get_cluster(name)
             .await?
-            .ok_or_else(|| LaunchError::NoSuchCluster(name.to_string()))
+            .ok_or_else(|| LaunchError::no_such_cluster(name))
     }
 
     pub fn stored_handle(record: &ClusterRecord) -> Result<StoredHandle, LaunchError> {
         serde_json::from_value(record.handle.clone()).map_err(|e| {
-            LaunchError::Provider(format!(
-                "cluster `{}` has an unreadable handle in state: {e}",
-                record.name
-            ))
+            LaunchError::new(
+                LaunchErrorKind::State,
+                format!(
+                    "cluster `{}` has an unreadable handle in state: {e}",
+                    record.name
+                ),
+            )
         })
     }
 
-    /// `sky launch`: provisions (or reuses) the cluster and submits the task. Returns the job.
+    /// `sky launch`: provisions (or reuses, or restarts) the cluster and submits the task.
+    ///
+    /// Cancelled (`cancel`), it stops where it is and returns [`LaunchErrorKind::Cancelled`]
+    /// (with a [`LaunchEvent::Cancelled`]): before the lock or while waiting for it, nothing was
+    /// done; while a new cluster's instances are being made (or waited for, or between
+    /// retries), what this launch made is terminated and forgotten ([`ClusterState::Absent`];
+    /// if terminating fails, it stays recorded INIT for `sky down`); once the instances are up
+    /// (agents, sync, submit), and for a cluster that existed before, the cluster is left as it
+    /// is (INIT or UP). The lock is released in every case. On any error,
+    /// [`LaunchError::cluster`] says what is left.
     pub async fn launch(
         &self,
-        task: &Task,
-        opts: &LaunchOptions,
-        rep: &dyn Reporter,
-    ) -> Result<Submitted, LaunchError> {
+        req: &LaunchRequest,
+        cancel: &CancellationToken,
+        ev: &dyn Events,
+    ) -> Result<Launched, LaunchError> {
+        let r = self.launch_locked(req, cancel, ev).await;
+        match r {
+            Ok(l) => Ok(l),
+            Err(e) => Err(self.settle(e, &req.cluster, ev).await),
+        }
+    }
+
+    /// Fills in what is left of the cluster when the error does not say, and announces a
+    /// cancel.
+    async fn settle(&self, mut e: LaunchError, cluster: &str, ev: &dyn Events) -> LaunchError {
+        if e.cluster.is_none()
+            && sky_spec::names::check_cluster_name(cluster).is_ok()
+            && let Ok(left) = self.cluster_state(cluster).await
+        {
+            e = e.left(left);
+        }
+        announce(&e, cluster, ev);
+        e
+    }
+
+    async fn launch_locked(
+        &self,
+        req: &LaunchRequest,
+        cancel: &CancellationToken,
+        ev: &dyn Events,
+    ) -> Result<Launched, LaunchError> {
+        let task = &req.task;
+        let cluster = &req.cluster;
         // Held until the job is submitted: a concurrent launch of the same name waits, then
-        // finds the cluster UP and reuses it.
-        let _lock = self.lock(&opts.cluster, rep).await?;
-        let existing = self.state.get_cluster(&opts.cluster).await?;
+        // finds the cluster UP and reuses it. A cancel while waiting is announced there.
+        let _lock = self.lock(cluster, cancel, ev).await?;
+        let existing = self.state.get_cluster(cluster).await?;
         // What the task asks of its cloud (containers, ports, ...) is checked before anything
         // is recorded or provisioned; a new cluster's clouds are checked by provision_new.
         if let Some(rec) = &existing {
-            features::check_cluster(&self.registry, task, &opts.cluster, &rec.cloud)?;
+            features::check_cluster(&self.registry, task, cluster, &rec.cloud)?;
         }
+        let mut reused = false;
         let handle = match existing {
             Some(rec) if rec.status == ClusterStatus::Up => {
                 let h = Self::stored_handle(&rec)?;
                 runtime::check_compatible(task, &rec, &h)?;
-                rep.done(&format!(
-                    "Cluster {} is UP; reusing it (no provisioning)",
-                    opts.cluster
-                ));
+                ev.event(&LaunchEvent::Reusing {
+                    cluster: cluster.clone(),
+                });
+                reused = true;
                 h
             }
             Some(rec) if rec.status == ClusterStatus::Stopped => {
                 runtime::check_compatible(task, &rec, &Self::stored_handle(&rec)?)?;
-                self.start_locked(&opts.cluster, rep).await?
+                self.start_locked(cluster, cancel, ev).await?
             }
             Some(rec) => {
                 // INIT: a previous launch did not finish. Retry in its place.
                 let h = Self::stored_handle(&rec)?;
-                rep.step(&format!(
-                    "Cluster {} is INIT (a previous launch did not finish); provisioning it again",
-                    opts.cluster
-                ));
-                self.provision_in_place(task, opts, &h, rep).await?
+                ev.event(&LaunchEvent::Reprovisioning {
+                    cluster: cluster.clone(),
+                });
+                self.provision_in_place(req, &h, cancel, ev).await?
             }
-            None => self.provision_new(task, opts, rep).await?,
+            None => self.provision_new(req, cancel, ev).await?,
         };
-        if opts.idle_minutes.is_some_and(|i| i >= 0) {
-            self.check_autostop(&opts.cluster, &handle, opts.down)
+        // From here on the cluster is UP: a failure or a cancel leaves it so.
+        let up = ClusterState::Up;
+        if req.idle_minutes.is_some_and(|i| i >= 0) {
+            self.check_autostop(cluster, &handle, req.down)
                 .map_err(|e| {
-                    LaunchError::Invalid(format!(
-                        "{e}. The cluster is up with nothing submitted: `sky down {}`, or launch again without -i",
-                        opts.cluster
-                    ))
+                    let m = format!(
+                        "{e}. The cluster is up with nothing submitted: `sky down {cluster}`, or launch again without -i"
+                    );
+                    e.with_message(m).left(up)
                 })?;
         }
-        let agent = runtime::reach_agent(self, &opts.cluster, &handle).await?;
-        runtime::sync(self, task, &handle, rep).await?;
-        let job_id = self
-            .submit(&opts.cluster, &handle, task, !opts.no_setup, &agent)
-            .await?;
-        self.touch(&opts.cluster, &opts.command_line).await?;
+        let agent = race(cancel, runtime::reach_agent(self, cluster, &handle))
+            .await
+            .ok_or_else(|| cancelled(cluster, up))?
+            .map_err(|e| e.left(up))?;
+        race(cancel, runtime::sync(self, task, &handle, ev))
+            .await
+            .ok_or_else(|| cancelled(cluster, up))?
+            .map_err(|e| e.left(up))?;
+        let job_id = race(
+            cancel,
+            self.submit(cluster, &handle, task, !req.no_setup, &agent),
+        )
+        .await
+        .ok_or_else(|| {
+            let e = cancelled(cluster, up);
+            let m = format!(
+                "{e} (the job may have reached its queue as the cancel came: `sky queue {cluster}` shows it)"
+            );
+            e.with_message(m)
+        })?
+        .map_err(|e| e.left(up))?;
+        // Submitted: the launch has done its work; what follows is not cancelled.
+        ev.event(&LaunchEvent::Submitted {
+            cluster: cluster.clone(),
+            job_id,
+        });
+        self.touch(cluster, &req.command_line).await?;
         // After the submit, so the queued job already counts as activity: set before it, a
         // short idle limit could fire between the two.
-        if let Some(idle) = opts.idle_minutes {
-            self.set_autostop_locked(&opts.cluster, idle, opts.down, task_wait_for(task))
-                .await?;
+        if let Some(idle) = req.idle_minutes {
+            self.set_autostop_locked(cluster, idle, req.down, task_wait_for(task))
+                .await
+                .map_err(|e| e.left(up))?;
         }
-        Ok(Submitted {
-            cluster: opts.cluster.clone(),
+        Ok(Launched {
+            cluster: cluster.clone(),
             job_id,
             agent,
+            handle,
+            reused,
         })
     }
 
-    /// `sky exec`: submits to an UP cluster (syncs the workdir; no setup).
+    /// `sky exec`: submits to an UP cluster (syncs the workdir; no setup). Cancelled, the
+    /// cluster is left as it is.
     pub async fn exec(
         &self,
         cluster: &str,
         task: &Task,
         command_line: &str,
-        rep: &dyn Reporter,
-    ) -> Result<Submitted, LaunchError> {
-        let _lock = self.lock(cluster, rep).await?;
-        let rec = self.record(cluster).await?;
-        if rec.status != ClusterStatus::Up {
-            return Err(LaunchError::Invalid(format!(
-                "cluster `{cluster}` is {}; sky exec needs an UP cluster: run `sky start {cluster}` or `sky launch -c {cluster} ...`",
-                rec.status
-            )));
+        cancel: &CancellationToken,
+        ev: &dyn Events,
+    ) -> Result<Launched, LaunchError> {
+        let r = async {
+            let _lock = self.lock(cluster, cancel, ev).await?;
+            let rec = self.record(cluster).await?;
+            let left = ClusterState::from(rec.status);
+            if rec.status != ClusterStatus::Up {
+                return Err(LaunchError::invalid(format!(
+                    "cluster `{cluster}` is {}; sky exec needs an UP cluster: run `sky start {cluster}` or `sky launch -c {cluster} ...`",
+                    rec.status
+                ))
+                .left(left));
+            }
+            let handle = Self::stored_handle(&rec)?;
+            runtime::check_compatible(task, &rec, &handle)?;
+            features::check_cluster(&self.registry, task, cluster, &rec.cloud)?;
+            let agent = race(cancel, runtime::reach_agent(self, cluster, &handle))
+                .await
+                .ok_or_else(|| cancelled(cluster, left))??;
+            race(cancel, runtime::sync(self, task, &handle, ev))
+                .await
+                .ok_or_else(|| cancelled(cluster, left))??;
+            let job_id = race(cancel, self.submit(cluster, &handle, task, false, &agent))
+                .await
+                .ok_or_else(|| cancelled(cluster, left))??;
+            ev.event(&LaunchEvent::Submitted {
+                cluster: cluster.to_string(),
+                job_id,
+            });
+            self.touch(cluster, command_line).await?;
+            Ok(Launched {
+                cluster: cluster.to_string(),
+                job_id,
+                agent,
+                handle,
+                reused: true,
+            })
         }
-        let handle = Self::stored_handle(&rec)?;
-        runtime::check_compatible(task, &rec, &handle)?;
-        features::check_cluster(&self.registry, task, cluster, &rec.cloud)?;
-        let agent = runtime::reach_agent(self, cluster, &handle).await?;
-        runtime::sync(self, task, &handle, rep).await?;
-        let job_id = self.submit(cluster, &handle, task, false, &agent).await?;
-        self.touch(cluster, command_line).await?;
-        Ok(Submitted {
-            cluster: cluster.to_string(),
-            job_id,
-            agent,
-        })
+        .await;
+        finish(r, cluster, ev)
     }
 
     /// Records the last command. One transaction: a whole-record write could undo a status
@@ -389,7 +514,7 @@ impl Backend {
             secret_keys: task.secrets.keys().cloned().collect(),
         };
         if spec.num_nodes > handle.provider.num_nodes {
-            return Err(LaunchError::Invalid(format!(
+            return Err(LaunchError::invalid(format!(
                 "the task asks for {} nodes but cluster `{cluster}` has {}; launch a new cluster with `sky launch -c NEW ...`",
                 spec.num_nodes, handle.provider.num_nodes
             )));
@@ -423,7 +548,7 @@ impl Backend {
     pub async fn client(&self, cluster: &str) -> Result<AgentClient, LaunchError> {
         let rec = self.record(cluster).await?;
         if rec.status != ClusterStatus::Up {
-            return Err(LaunchError::Invalid(format!(
+            return Err(LaunchError::invalid(format!(
                 "cluster `{cluster}` is {}; its jobs are reachable when it is UP (`sky start {cluster}`)",
                 rec.status
             )));
@@ -456,11 +581,23 @@ impl Backend {
         idle_minutes: i64,
         down: bool,
         wait_for: sky_agent::WaitFor,
-        rep: &dyn Reporter,
+        cancel: &CancellationToken,
+        ev: &dyn Events,
     ) -> Result<(), LaunchError> {
-        let _lock = self.lock(cluster, rep).await?;
-        self.set_autostop_locked(cluster, idle_minutes, down, wait_for)
+        let r = async {
+            let _lock = self.lock(cluster, cancel, ev).await?;
+            match race(
+                cancel,
+                self.set_autostop_locked(cluster, idle_minutes, down, wait_for),
+            )
             .await
+            {
+                Some(r) => r,
+                None => Err(self.cancelled_as_recorded(cluster).await),
+            }
+        }
+        .await;
+        finish(r, cluster, ev)
     }
 
     async fn set_autostop_locked(
@@ -496,18 +633,18 @@ impl Backend {
     ) -> Result<(), LaunchError> {
         let p = self.provider(&h.provider.cloud)?;
         if !p.features().autostop {
-            return Err(LaunchError::Invalid(format!(
+            return Err(LaunchError::invalid(format!(
                 "autostop is not supported on `{}` clusters: their head cannot stop or terminate its own cluster; use `sky stop {cluster}` or `sky down {cluster}` when done",
                 h.provider.cloud
             )));
         }
         if !down && h.provider.use_spot {
-            return Err(LaunchError::Invalid(format!(
+            return Err(LaunchError::invalid(format!(
                 "cluster `{cluster}` runs on spot instances, which cannot be stopped: autostop needs --down"
             )));
         }
         if !down && !p.features().stop {
-            return Err(LaunchError::Invalid(format!(
+            return Err(LaunchError::invalid(format!(
                 "cloud `{}` cannot stop clusters: autostop on `{cluster}` needs --down",
                 h.provider.cloud
             )));
@@ -515,79 +652,124 @@ impl Backend {
         Ok(())
     }
 
-    /// `sky stop`.
-    pub async fn stop(&self, cluster: &str, rep: &dyn Reporter) -> Result<(), LaunchError> {
-        let _lock = self.lock(cluster, rep).await?;
-        let rec = self.record(cluster).await?;
-        let h = Self::stored_handle(&rec)?;
-        let p = self.provider(&h.provider.cloud)?;
-        if !p.features().stop {
-            return Err(LaunchError::Invalid(format!(
-                "cloud `{}` cannot stop clusters; use `sky down {cluster}`",
-                h.provider.cloud
-            )));
+    /// `sky stop`. Cancelled while the nodes stop, the cluster stays recorded as it was
+    /// (some nodes may have stopped: `sky stop` again finishes, `sky status -r` tells).
+    pub async fn stop(
+        &self,
+        cluster: &str,
+        cancel: &CancellationToken,
+        ev: &dyn Events,
+    ) -> Result<(), LaunchError> {
+        let r = async {
+            let _lock = self.lock(cluster, cancel, ev).await?;
+            let rec = self.record(cluster).await?;
+            let left = ClusterState::from(rec.status);
+            let h = Self::stored_handle(&rec)?;
+            let p = self.provider(&h.provider.cloud)?;
+            if !p.features().stop {
+                return Err(LaunchError::invalid(format!(
+                    "cloud `{}` cannot stop clusters; use `sky down {cluster}`",
+                    h.provider.cloud
+                ))
+                .left(left));
+            }
+            if h.provider.use_spot {
+                return Err(LaunchError::invalid(format!(
+                    "cluster `{cluster}` runs on spot instances, which cannot be stopped; use `sky down {cluster}`"
+                ))
+                .left(left));
+            }
+            ev.event(&LaunchEvent::Stopping {
+                cluster: cluster.to_string(),
+            });
+            race(cancel, p.stop_instances(&h.provider))
+                .await
+                .ok_or_else(|| cancelled(cluster, left))?
+                .map_err(|e| {
+                    LaunchError::provider(format!("failed to stop `{cluster}`: {e}"))
+                        .with_provision(e)
+                        .left(left)
+                })?;
+            self.state
+                .set_status(cluster, ClusterStatus::Stopped, now())
+                .await?;
+            self.state
+                .add_event(cluster, "STOPPED", "stopped by the user", now())
+                .await?;
+            ev.event(&LaunchEvent::Stopped {
+                cluster: cluster.to_string(),
+            });
+            Ok(())
         }
-        if h.provider.use_spot {
-            return Err(LaunchError::Invalid(format!(
-                "cluster `{cluster}` runs on spot instances, which cannot be stopped; use `sky down {cluster}`"
-            )));
-        }
-        rep.step(&format!("Stopping cluster {cluster}"));
-        p.stop_instances(&h.provider)
-            .await
-            .map_err(|e| LaunchError::Provider(format!("failed to stop `{cluster}`: {e}")))?;
-        self.state
-            .set_status(cluster, ClusterStatus::Stopped, now())
-            .await?;
-        self.state
-            .add_event(cluster, "STOPPED", "stopped by the user", now())
-            .await?;
-        rep.done(&format!("Cluster {cluster} stopped"));
-        Ok(())
+        .await;
+        finish(r, cluster, ev)
     }
 
-    /// `sky start`: restarts the nodes and their agents.
+    /// `sky start`: restarts the nodes and their agents. Cancelled once it began, the
+    /// cluster is left INIT (`sky start` again finishes).
     pub async fn start(
         &self,
         cluster: &str,
-        rep: &dyn Reporter,
+        cancel: &CancellationToken,
+        ev: &dyn Events,
     ) -> Result<StoredHandle, LaunchError> {
-        let _lock = self.lock(cluster, rep).await?;
-        self.start_locked(cluster, rep).await
+        let r = async {
+            let _lock = self.lock(cluster, cancel, ev).await?;
+            self.start_locked(cluster, cancel, ev).await
+        }
+        .await;
+        finish(r, cluster, ev)
     }
 
     async fn start_locked(
         &self,
         cluster: &str,
-        rep: &dyn Reporter,
+        cancel: &CancellationToken,
+        ev: &dyn Events,
     ) -> Result<StoredHandle, LaunchError> {
         let rec = self.record(cluster).await?;
         let h = Self::stored_handle(&rec)?;
         if rec.status == ClusterStatus::Up {
-            match runtime::agent_health(self, cluster, &h).await {
+            let health = race(cancel, runtime::agent_health(self, cluster, &h))
+                .await
+                .ok_or_else(|| cancelled(cluster, ClusterState::Up))?;
+            match health {
                 AgentHealth::Alive => {
-                    rep.done(&format!("Cluster {cluster} is already UP"));
+                    ev.event(&LaunchEvent::AlreadyUp {
+                        cluster: cluster.to_string(),
+                    });
                     return Ok(h);
                 }
                 // Starting agents beside one that still runs would give the node two heads.
                 AgentHealth::Unreachable(detail) => {
-                    return Err(LaunchError::Agent {
-                        cluster: cluster.to_string(),
-                        detail,
-                    });
+                    return Err(LaunchError::agent(cluster, detail).left(ClusterState::Up));
                 }
                 AgentHealth::Gone(_) => {}
             }
         }
         let p = self.provider(&h.provider.cloud)?;
-        rep.step(&format!("Starting cluster {cluster}"));
+        ev.event(&LaunchEvent::Starting {
+            cluster: cluster.to_string(),
+        });
         self.state
             .set_status(cluster, ClusterStatus::Init, now())
             .await?;
-        p.start_instances(&h.provider)
+        let left = ClusterState::Init { instances_up: true };
+        race(cancel, p.start_instances(&h.provider))
             .await
-            .map_err(|e| LaunchError::Provider(format!("failed to start `{cluster}`: {e}")))?;
-        let h = runtime::start_agents(self, cluster, h.provider.clone(), &h, rep).await?;
+            .ok_or_else(|| cancelled(cluster, left))?
+            .map_err(|e| {
+                LaunchError::provider(format!("failed to start `{cluster}`: {e}"))
+                    .with_provision(e)
+                    .left(left)
+            })?;
+        let h = race(
+            cancel,
+            runtime::start_agents(self, cluster, h.provider.clone(), &h, ev),
+        )
+        .await
+        .ok_or_else(|| cancelled(cluster, left))?
+        .map_err(|e| e.left(left))?;
         let mut rec = self.record(cluster).await?;
         rec.handle = serde_json::to_value(&h).unwrap_or_default();
         self.state.upsert_cluster(&rec).await?;
@@ -597,65 +779,103 @@ impl Backend {
         self.state
             .add_event(cluster, "UP", "started", now())
             .await?;
-        rep.done(&format!("Cluster {cluster} is UP"));
+        ev.event(&LaunchEvent::Started {
+            cluster: cluster.to_string(),
+        });
         Ok(h)
     }
 
     /// `sky down`: terminates everything and forgets the cluster. With `purge`, a provider
-    /// error still removes the record (and is reported).
+    /// error still removes the record (and is reported). Cancelled, the cluster stays
+    /// recorded (`sky down` again finishes; terminating is idempotent).
     pub async fn down(
         &self,
         cluster: &str,
         purge: bool,
-        rep: &dyn Reporter,
+        cancel: &CancellationToken,
+        ev: &dyn Events,
     ) -> Result<(), LaunchError> {
-        let _lock = self.lock(cluster, rep).await?;
-        let rec = self.record(cluster).await?;
-        let h = Self::stored_handle(&rec)?;
-        rep.step(&format!("Terminating cluster {cluster}"));
-        if let Ok(c) = runtime::reach_agent(self, cluster, &h).await
-            && let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), c.ping()).await
-        {
-            let _ = tokio::time::timeout(Duration::from_secs(2), c.shutdown()).await;
-        }
-        let p = self.provider(&h.provider.cloud)?;
-        if let Err(e) = p.terminate_instances(&h.provider).await {
-            if !purge {
-                return Err(LaunchError::Provider(format!(
-                    "failed to terminate `{cluster}`: {e}; the cluster stays recorded. Retry, or `sky down -p {cluster}` to forget it anyway"
+        let r = async {
+            let _lock = self.lock(cluster, cancel, ev).await?;
+            let rec = self.record(cluster).await?;
+            let left = ClusterState::from(rec.status);
+            let h = Self::stored_handle(&rec)?;
+            ev.event(&LaunchEvent::Terminating {
+                cluster: cluster.to_string(),
+            });
+            let shutdown = async {
+                if let Ok(c) = runtime::reach_agent(self, cluster, &h).await
+                    && let Ok(Ok(_)) =
+                        tokio::time::timeout(Duration::from_millis(500), c.ping()).await
+                {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), c.shutdown()).await;
+                }
+            };
+            race(cancel, shutdown)
+                .await
+                .ok_or_else(|| cancelled(cluster, left))?;
+            let p = self.provider(&h.provider.cloud)?;
+            let terminated = race(cancel, p.terminate_instances(&h.provider))
+                .await
+                .ok_or_else(|| cancelled(cluster, left))?;
+            if let Err(e) = terminated {
+                if !purge {
+                    return Err(LaunchError::provider(format!(
+                        "failed to terminate `{cluster}`: {e}; the cluster stays recorded. Retry, or `sky down -p {cluster}` to forget it anyway"
+                    ))
+                    .with_provision(e)
+                    .left(left));
+                }
+                ev.event(&LaunchEvent::Warning(format!(
+                    "terminating {cluster} failed ({e}); purged from state anyway"
                 )));
             }
-            rep.done(&format!(
-                "warning: terminating {cluster} failed ({e}); purged from state anyway"
-            ));
+            self.state.remove_cluster(cluster, now()).await?;
+            ev.event(&LaunchEvent::Terminated {
+                cluster: cluster.to_string(),
+            });
+            Ok(())
         }
-        self.state.remove_cluster(cluster, now()).await?;
-        rep.done(&format!("Cluster {cluster} terminated"));
-        Ok(())
+        .await;
+        finish(r, cluster, ev)
     }
 
     /// `sky status -r`: asks the providers and agents for the truth and updates state.
     /// A cluster another command holds the lock of (a launch in progress, say) is returned as
     /// recorded: its truth is being changed.
-    pub async fn refresh(&self, cluster: &str) -> Result<Option<ClusterRecord>, LaunchError> {
+    /// Cancelled, nothing more is changed (what was already updated stays updated).
+    pub async fn refresh(
+        &self,
+        cluster: &str,
+        cancel: &CancellationToken,
+        ev: &dyn Events,
+    ) -> Result<Option<ClusterRecord>, LaunchError> {
+        let r = match race(cancel, self.refresh_inner(cluster)).await {
+            Some(r) => r,
+            None => Err(self.cancelled_as_recorded(cluster).await),
+        };
+        finish(r, cluster, ev)
+    }
+
+    async fn refresh_inner(&self, cluster: &str) -> Result<Option<ClusterRecord>, LaunchError> {
         let Some(_lock) = try_lock_cluster(&self.lock_dir, cluster)? else {
             return Ok(Some(self.record(cluster).await?));
         };
         let rec = self.record(cluster).await?;
         let h = Self::stored_handle(&rec)?;
         let p = self.provider(&h.provider.cloud)?;
-        let nodes = p
-            .query_instances(&h.provider)
-            .await
-            .map_err(|e| LaunchError::Provider(format!("failed to query `{cluster}`: {e}")))?;
+        let nodes = p.query_instances(&h.provider).await.map_err(|e| {
+            LaunchError::provider(format!("failed to query `{cluster}`: {e}")).with_provision(e)
+        })?;
         let t = now();
         if nodes.is_empty() || nodes.iter().all(|n| n.state == InstanceState::Terminated) {
             // What the instances leave (a security group, a key pair) goes too; the record
             // stays until it has (terminating is idempotent).
             p.terminate_instances(&h.provider).await.map_err(|e| {
-                LaunchError::Provider(format!(
+                LaunchError::provider(format!(
                     "the nodes of `{cluster}` are gone but cleaning up after them failed: {e}; `sky down {cluster}` retries"
                 ))
+                .with_provision(e)
             })?;
             self.state
                 .add_event(
@@ -690,10 +910,7 @@ impl Backend {
                 }
                 // No proof it is gone: nothing is changed, nothing is killed.
                 AgentHealth::Unreachable(detail) => {
-                    return Err(LaunchError::Unreachable {
-                        cluster: cluster.to_string(),
-                        detail,
-                    });
+                    return Err(LaunchError::unreachable(cluster, &detail));
                 }
             }
         } else {
@@ -713,12 +930,31 @@ impl Backend {
         let rec = self.record(cluster).await?;
         let h = Self::stored_handle(&rec)?;
         let p = self.provider(&h.provider.cloud)?;
-        let nodes = p
-            .query_instances(&h.provider)
-            .await
-            .map_err(|e| LaunchError::Provider(format!("failed to query `{cluster}`: {e}")))?;
+        let nodes = p.query_instances(&h.provider).await.map_err(|e| {
+            LaunchError::provider(format!("failed to query `{cluster}`: {e}")).with_provision(e)
+        })?;
         Ok((p, h, nodes))
     }
+}
+
+/// Says a cancel through `ev` ([`LaunchEvent::Cancelled`]).
+fn announce(e: &LaunchError, cluster: &str, ev: &dyn Events) {
+    if e.is_cancelled()
+        && let Some(left) = e.cluster
+    {
+        ev.event(&LaunchEvent::Cancelled {
+            cluster: cluster.to_string(),
+            left,
+        });
+    }
+}
+
+/// A command's result, its cancel announced.
+fn finish<T>(r: Result<T, LaunchError>, cluster: &str, ev: &dyn Events) -> Result<T, LaunchError> {
+    if let Err(e) = &r {
+        announce(e, cluster, ev);
+    }
+    r
 }
 
 /// The bundled catalog plus an offer table for every registered provider without one (the
@@ -789,15 +1025,13 @@ fn task_wait_for(task: &Task) -> sky_agent::WaitFor {
 fn agent_err(cluster: &str, e: sky_agent::AgentError) -> LaunchError {
     match e {
         sky_agent::AgentError::RequestTooLarge { .. } => {
-            LaunchError::Invalid(format!("cluster `{cluster}`: {e}"))
+            LaunchError::invalid(format!("cluster `{cluster}`: {e}"))
         }
-        sky_agent::AgentError::Remote(message) => LaunchError::Provider(format!(
-            "the agent of cluster `{cluster}` refused: {message}"
-        )),
-        e => LaunchError::Agent {
-            cluster: cluster.to_string(),
-            detail: e.to_string(),
-        },
+        sky_agent::AgentError::Remote(message) => LaunchError::new(
+            LaunchErrorKind::AgentRefused,
+            format!("the agent of cluster `{cluster}` refused: {message}"),
+        ),
+        e => LaunchError::agent(cluster, e),
     }
 }
 

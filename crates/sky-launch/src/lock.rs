@@ -30,13 +30,13 @@ impl ClusterLock {
 fn lock_path(dir: &Path, cluster: &str) -> Result<PathBuf, LaunchError> {
     // The name becomes a file name: it must be a checked cluster name (no `/`, no `..`).
     sky_spec::names::check_cluster_name(cluster)
-        .map_err(|e| LaunchError::Invalid(e.to_string()))?;
+        .map_err(|e| LaunchError::invalid(e.to_string()))?;
     Ok(dir.join(format!("{cluster}.lock")))
 }
 
 fn open(dir: &Path, path: &Path) -> Result<File, LaunchError> {
     let io = |what: &str, e: std::io::Error| {
-        LaunchError::Provider(format!("failed to {what} {}: {e}", path.display()))
+        LaunchError::io(format!("failed to {what} {}: {e}", path.display()))
     };
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -72,7 +72,7 @@ pub async fn lock_cluster(
                 tokio::time::sleep(POLL).await;
             }
             Err(std::fs::TryLockError::Error(e)) => {
-                return Err(LaunchError::Provider(format!(
+                return Err(LaunchError::io(format!(
                     "failed to lock {}: {e}",
                     path.display()
                 )));
@@ -88,7 +88,7 @@ pub fn try_lock_cluster(dir: &Path, cluster: &str) -> Result<Option<ClusterLock>
     match file.try_lock() {
         Ok(()) => Ok(Some(ClusterLock { _file: file, path })),
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => Err(LaunchError::Provider(format!(
+        Err(std::fs::TryLockError::Error(e)) => Err(LaunchError::io(format!(
             "failed to lock {}: {e}",
             path.display()
         ))),
@@ -127,10 +127,10 @@ mod tests {
     fn names_that_are_not_cluster_names_never_become_paths() {
         let dir = tempfile::tempdir().unwrap();
         for bad in ["../x", "", "a/b", "a;b"] {
-            assert!(matches!(
-                try_lock_cluster(dir.path(), bad),
-                Err(LaunchError::Invalid(_))
-            ));
+            assert_eq!(
+                try_lock_cluster(dir.path(), bad).unwrap_err().kind,
+                crate::LaunchErrorKind::InvalidTask
+            );
         }
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }

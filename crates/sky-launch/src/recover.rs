@@ -105,7 +105,7 @@ impl Backend {
     ) -> Result<Option<ClusterRecord>, LaunchError> {
         let cluster = handle.cluster_name.clone();
         let nodes = p.query_instances(&handle).await.map_err(|e| {
-            LaunchError::Provider(format!("failed to query `{cluster}` to adopt it: {e}"))
+            LaunchError::provider(format!("failed to query `{cluster}` to adopt it: {e}"))
         })?;
         if nodes.is_empty() || nodes.iter().all(|n| n.state == InstanceState::Terminated) {
             return Ok(None);

@@ -10,7 +10,7 @@ use sky_provider::{
 use sky_spec::{FileMount, Task, Workdir};
 use sky_state::ClusterRecord;
 
-use crate::{Backend, LaunchError, Reporter, StoredHandle, failover::fmt_count};
+use crate::{Backend, Events, LaunchError, LaunchEvent, StoredHandle, failover::fmt_count};
 
 const AGENT_START_TIMEOUT: Duration = Duration::from_secs(15);
 /// Where remote nodes keep the uploaded `sky` binary (relative to the node's home).
@@ -32,22 +32,22 @@ pub(crate) async fn start_agents(
     cluster: &str,
     handle: ClusterHandle,
     base: &StoredHandle,
-    rep: &dyn Reporter,
+    ev: &dyn Events,
 ) -> Result<StoredHandle, LaunchError> {
     let p = backend.provider(&handle.cloud)?;
     let nodes = p.query_instances(&handle).await.map_err(|e| {
-        LaunchError::Provider(format!("failed to list the nodes of `{cluster}`: {e}"))
+        LaunchError::provider(format!("failed to list the nodes of `{cluster}`: {e}"))
+            .with_provision(e)
     })?;
     if nodes.is_empty() {
-        return Err(LaunchError::Provider(format!(
+        return Err(LaunchError::provider(format!(
             "cluster `{cluster}` has no nodes at its provider"
         )));
     }
-    rep.step(&format!(
-        "Starting the agent on {} node{}",
-        nodes.len(),
-        if nodes.len() == 1 { "" } else { "s" }
-    ));
+    ev.event(&LaunchEvent::StartingAgents {
+        cluster: cluster.to_string(),
+        nodes: nodes.len(),
+    });
     // Per-node capacity as the provider offers it in this zone.
     let offering = p.offerings().into_iter().find(|o| {
         o.region == handle.region
@@ -56,21 +56,21 @@ pub(crate) async fn start_agents(
     });
     // A fresh cluster token for these agents: written to a private local file and uploaded to
     // every node (never put on a command line), kept in the client's state.
-    let token = Token::generate().map_err(|e| LaunchError::Provider(e.to_string()))?;
+    let token = Token::generate().map_err(|e| LaunchError::io(e.to_string()))?;
     let token_dir = tempfile::tempdir().map_err(|e| {
-        LaunchError::Provider(format!(
+        LaunchError::io(format!(
             "create a private directory for the cluster token: {e}"
         ))
     })?;
     let token_file = token_dir.path().join("agent.token");
     token
         .save(&token_file)
-        .map_err(|e| LaunchError::Provider(e.to_string()))?;
+        .map_err(|e| LaunchError::io(e.to_string()))?;
     let mut agent_addrs: Vec<Option<SocketAddr>> = vec![None; nodes.len()];
     let mut runners = Vec::with_capacity(nodes.len());
     for node in &nodes {
         runners.push(p.command_runner(&handle, node).map_err(|e| {
-            LaunchError::Provider(format!(
+            LaunchError::runtime(format!(
                 "no runner for node {} of `{cluster}`: {e}{}",
                 node.rank,
                 e.fix
@@ -78,6 +78,7 @@ pub(crate) async fn start_agents(
                     .map(|f| format!("\nTo fix: {f}"))
                     .unwrap_or_default()
             ))
+            .with_provision(e)
         })?);
     }
     let starter = NodeStarter {
@@ -108,7 +109,7 @@ pub(crate) async fn start_agents(
             .await?,
     );
     let head_addr = agent_addrs[0].ok_or_else(|| {
-        LaunchError::Provider(format!("the head agent of `{cluster}` did not start"))
+        LaunchError::runtime(format!("the head agent of `{cluster}` did not start"))
     })?;
     // The CLI reaches the head agent through the runner (a forward for remote nodes).
     let reachable = runners[0]
@@ -282,7 +283,7 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 fn agent_start_err(cluster: &str, node: &InstanceInfo, detail: &str) -> LaunchError {
-    LaunchError::Provider(format!(
+    LaunchError::runtime(format!(
         "failed to start the agent on node {} ({}) of `{cluster}`: {}; see ~/.sky/agent.log on that node, and `sky down {cluster}` to clean up",
         node.rank,
         node.internal_ip,
@@ -357,11 +358,13 @@ fn agent_token(cluster: &str, h: &StoredHandle) -> Result<Token, LaunchError> {
     h.agent_token
         .as_deref()
         .and_then(|t| Token::parse(t).ok())
-        .ok_or_else(|| LaunchError::Agent {
-            cluster: cluster.to_string(),
-            detail: format!(
-                "no agent token recorded; `sky stop {cluster}` then `sky start {cluster}` restarts its agents with one"
-            ),
+        .ok_or_else(|| {
+            LaunchError::agent(
+                cluster,
+                format!(
+                    "no agent token recorded; `sky stop {cluster}` then `sky start {cluster}` restarts its agents with one"
+                ),
+            )
         })
 }
 
@@ -369,10 +372,7 @@ pub(crate) fn agent_addr(cluster: &str, h: &StoredHandle) -> Result<SocketAddr, 
     h.agent_addr
         .as_deref()
         .and_then(|a| a.parse().ok())
-        .ok_or_else(|| LaunchError::Agent {
-            cluster: cluster.to_string(),
-            detail: "no agent address recorded".into(),
-        })
+        .ok_or_else(|| LaunchError::agent(cluster, "no agent address recorded"))
 }
 
 /// A client of the head agent (not yet contacted), with the cluster token.
@@ -396,21 +396,19 @@ async fn agent_addr_here(
 ) -> Result<SocketAddr, LaunchError> {
     let p = backend.provider(&h.provider.cloud)?;
     let nodes = p.query_instances(&h.provider).await.map_err(|e| {
-        LaunchError::Provider(format!("failed to list the nodes of `{cluster}`: {e}"))
+        LaunchError::provider(format!("failed to list the nodes of `{cluster}`: {e}"))
+            .with_provision(e)
     })?;
     let Some(head) = nodes.first() else {
         return agent_addr(cluster, h);
     };
     let runner = p
         .command_runner(&h.provider, head)
-        .map_err(|e| LaunchError::Provider(e.to_string()))?;
+        .map_err(|e| LaunchError::runtime(e.to_string()).with_provision(e))?;
     if runner.node_home().is_some() {
         return agent_addr(cluster, h);
     }
-    let agent_err = |detail: String| LaunchError::Agent {
-        cluster: cluster.to_string(),
-        detail,
-    };
+    let agent_err = |detail: String| LaunchError::agent(cluster, detail);
     let (code, out) = run_quiet(runner.as_ref(), "cat ~/.sky/agent.addr")
         .await
         .map_err(agent_err)?;
@@ -509,7 +507,7 @@ pub(crate) async fn sync(
     backend: &Backend,
     task: &Task,
     h: &StoredHandle,
-    rep: &dyn Reporter,
+    ev: &dyn Events,
 ) -> Result<(), LaunchError> {
     let uploads = local_uploads(task)?;
     if uploads.is_empty() {
@@ -517,16 +515,17 @@ pub(crate) async fn sync(
     }
     let p = backend.provider(&h.provider.cloud)?;
     let nodes = p.query_instances(&h.provider).await.map_err(|e| {
-        LaunchError::Provider(format!(
+        LaunchError::provider(format!(
             "failed to list the nodes of `{}`: {e}",
             h.provider.cluster_name
         ))
+        .with_provision(e)
     })?;
     for (src, dst) in &uploads {
         let leaving = sky_provider::links_leaving(src);
         if !leaving.is_empty() {
-            rep.done(&format!(
-                "warning: {} symlink{} in {} point{} outside it and {} not synced: {}",
+            ev.event(&LaunchEvent::Warning(format!(
+                "{} symlink{} in {} point{} outside it and {} not synced: {}",
                 leaving.len(),
                 if leaving.len() == 1 { "" } else { "s" },
                 src.display(),
@@ -538,20 +537,19 @@ pub(crate) async fn sync(
                     .map(|(p, t)| format!("{} -> {}", p.display(), t.display()))
                     .collect::<Vec<_>>()
                     .join(", ")
-            ));
+            )));
         }
-        rep.step(&format!(
-            "Syncing {} -> {dst} on {} node{}",
-            src.display(),
-            nodes.len(),
-            if nodes.len() == 1 { "" } else { "s" }
-        ));
+        ev.event(&LaunchEvent::Syncing {
+            src: src.clone(),
+            dst: dst.clone(),
+            nodes: nodes.len(),
+        });
         for n in &nodes {
             let runner = p
                 .command_runner(&h.provider, n)
-                .map_err(|e| LaunchError::Provider(e.to_string()))?;
+                .map_err(|e| LaunchError::runtime(e.to_string()).with_provision(e))?;
             runner.upload(src, dst).await.map_err(|e| {
-                LaunchError::Provider(format!(
+                LaunchError::runtime(format!(
                     "failed to sync {} to {dst} on node {}: {e}",
                     src.display(),
                     n.rank
@@ -559,7 +557,7 @@ pub(crate) async fn sync(
             })?;
         }
     }
-    rep.done("Synced workdir and file mounts");
+    ev.event(&LaunchEvent::Synced);
     Ok(())
 }
 
@@ -571,14 +569,14 @@ pub fn local_uploads(task: &Task) -> Result<Vec<(std::path::PathBuf, String)>, L
         Some(Workdir::Path(p)) => {
             let path = std::path::PathBuf::from(p);
             if !path.is_dir() {
-                return Err(LaunchError::Invalid(format!(
+                return Err(LaunchError::invalid(format!(
                     "workdir `{p}` is not a directory; fix `workdir:` in the task YAML or --workdir"
                 )));
             }
             v.push((path, "~/sky_workdir".to_string()));
         }
         Some(Workdir::Git { url, .. }) => {
-            return Err(LaunchError::Invalid(format!(
+            return Err(LaunchError::invalid(format!(
                 "workdir from git ({url}) is not available yet in sky-rs; clone it locally and use a path"
             )));
         }
@@ -589,14 +587,14 @@ pub fn local_uploads(task: &Task) -> Result<Vec<(std::path::PathBuf, String)>, L
             FileMount::Source(src) if !src.contains("://") => {
                 let path = std::path::PathBuf::from(src);
                 if !path.exists() {
-                    return Err(LaunchError::Invalid(format!(
+                    return Err(LaunchError::invalid(format!(
                         "file_mounts.{dst}: source `{src}` does not exist"
                     )));
                 }
                 v.push((path, dst.clone()));
             }
             _ => {
-                return Err(LaunchError::Invalid(format!(
+                return Err(LaunchError::invalid(format!(
                     "file_mounts.{dst}: buckets and storage objects are not available yet in sky-rs (they arrive with storage); use a local path"
                 )));
             }
@@ -613,7 +611,7 @@ pub(crate) fn check_compatible(
 ) -> Result<(), LaunchError> {
     let cluster = &rec.name;
     if task.num_nodes > h.provider.num_nodes {
-        return Err(LaunchError::Invalid(format!(
+        return Err(LaunchError::invalid(format!(
             "the task asks for {} nodes but cluster `{cluster}` has {}; use a new cluster (`sky launch -c NEW ...`) or lower num_nodes",
             task.num_nodes, h.provider.num_nodes
         )));
@@ -655,7 +653,7 @@ pub(crate) fn check_compatible(
         }
         reasons.push(bad.join(", "));
     }
-    Err(LaunchError::Invalid(format!(
+    Err(LaunchError::invalid(format!(
         "the task's resources do not fit cluster `{cluster}` ({}): {}; launch it on a new cluster with `sky launch -c NEW ...`",
         h.launched_resources,
         reasons.join("; or ")

@@ -52,6 +52,7 @@ struct Inner {
 /// address in 127.90.0.0/16 (unique per `FakeCloud`).
 #[derive(Debug)]
 pub struct FakeCloud {
+    id: String,
     root: PathBuf,
     regions: Vec<(String, Vec<String>)>,
     net: u8,
@@ -63,6 +64,7 @@ impl FakeCloud {
     /// `fake-1` (zones `fake-1a`, `fake-1b`) and `fake-2` (zone `fake-2a`).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         FakeCloud {
+            id: FAKE_CLOUD_ID.into(),
             root: root.into(),
             regions: vec![
                 ("fake-1".into(), vec!["fake-1a".into(), "fake-1b".into()]),
@@ -71,6 +73,14 @@ impl FakeCloud {
             net: (NEXT_CLOUD.fetch_add(1, Ordering::Relaxed) % 250) as u8,
             inner: Mutex::new(Inner::default()),
         }
+    }
+
+    /// Uses `id` instead of [`FAKE_CLOUD_ID`] (for a second fake cloud beside the first:
+    /// failover to the next cloud).
+    #[must_use]
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
+        self
     }
 
     /// Replaces the topology: `(region, zones)` pairs.
@@ -116,7 +126,7 @@ impl FakeCloud {
 
     fn handle(&self, name: &str, c: &FakeCluster, cluster_name: &str) -> ClusterHandle {
         ClusterHandle {
-            cloud: FAKE_CLOUD_ID.into(),
+            cloud: self.id.clone(),
             cluster_name: cluster_name.into(),
             cluster_name_on_cloud: name.into(),
             region: c.region.clone(),
@@ -137,7 +147,7 @@ impl FakeCloud {
 #[async_trait]
 impl CloudProvider for FakeCloud {
     fn id(&self) -> &str {
-        FAKE_CLOUD_ID
+        &self.id
     }
 
     fn features(&self) -> FeatureSet {
@@ -158,7 +168,7 @@ impl CloudProvider for FakeCloud {
             .iter()
             .flat_map(|(r, zones)| {
                 zones.iter().map(move |z| Offering {
-                    cloud: FAKE_CLOUD_ID.into(),
+                    cloud: self.id.clone(),
                     region: r.clone(),
                     zone: Some(z.clone()),
                     instance_type: FAKE_INSTANCE_TYPE.into(),

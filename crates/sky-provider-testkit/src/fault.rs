@@ -35,6 +35,8 @@ pub struct FaultRule {
     pub op: Op,
     pub region: Option<String>,
     pub zone: Option<String>,
+    /// Only calls for this cluster (`cluster_name` of the request or handle).
+    pub cluster: Option<String>,
     pub error: ProvisionError,
     pub times: Option<u32>,
     /// Hold the call until it is dropped instead of failing it. With
@@ -51,6 +53,7 @@ impl FaultRule {
             op,
             region: None,
             zone: None,
+            cluster: None,
             error,
             times: None,
             hang: false,
@@ -87,6 +90,13 @@ impl FaultRule {
         self
     }
 
+    /// Matches only calls for cluster `name` (its `cluster_name`).
+    #[must_use]
+    pub fn for_cluster(mut self, name: impl Into<String>) -> Self {
+        self.cluster = Some(name.into());
+        self
+    }
+
     /// Fails only the first `n` matching calls.
     #[must_use]
     pub fn times(mut self, n: u32) -> Self {
@@ -94,8 +104,9 @@ impl FaultRule {
         self
     }
 
-    fn matches(&self, op: Op, region: &str, zone: Option<&str>) -> bool {
+    fn matches(&self, op: Op, region: &str, zone: Option<&str>, cluster: &str) -> bool {
         self.op == op
+            && self.cluster.as_deref().is_none_or(|c| c == cluster)
             && self.region.as_deref().is_none_or(|r| r == region)
             && self.zone.as_deref().is_none_or(|z| Some(z) == zone)
             && self.times != Some(0)
@@ -214,8 +225,7 @@ impl FaultInjector {
     fn rule_for(
         &self,
         op: Op,
-        region: &str,
-        zone: Option<&str>,
+        (region, zone, cluster): (&str, Option<&str>, &str),
         inner_done: bool,
     ) -> Option<Fault> {
         if !inner_done {
@@ -228,7 +238,7 @@ impl FaultInjector {
         }
         let mut rules = self.rules.lock().unwrap_or_else(|e| e.into_inner());
         for rule in rules.iter_mut() {
-            if rule.matches(op, region, zone) && rule.after_inner == inner_done {
+            if rule.matches(op, region, zone, cluster) && rule.after_inner == inner_done {
                 if let Some(n) = rule.times.as_mut() {
                     *n -= 1;
                 }
@@ -246,15 +256,14 @@ impl FaultInjector {
     async fn call<T>(
         &self,
         op: Op,
-        region: &str,
-        zone: Option<&str>,
+        at: (&str, Option<&str>, &str),
         inner: impl std::future::Future<Output = Result<T, ProvisionError>>,
     ) -> Result<T, ProvisionError> {
-        if let Some(f) = self.rule_for(op, region, zone, false) {
+        if let Some(f) = self.rule_for(op, at, false) {
             return Err(self.act(f).await);
         }
         let out = inner.await;
-        if let Some(f) = self.rule_for(op, region, zone, true) {
+        if let Some(f) = self.rule_for(op, at, true) {
             return Err(self.act(f).await);
         }
         out
@@ -269,6 +278,10 @@ impl FaultInjector {
             }
         }
     }
+}
+
+fn at(h: &ClusterHandle) -> (&str, Option<&str>, &str) {
+    (&h.region, h.zone.as_deref(), &h.cluster_name)
 }
 
 enum Fault {
@@ -314,8 +327,7 @@ impl CloudProvider for FaultInjector {
     async fn check_credentials(&self) -> Result<(), ProvisionError> {
         self.call(
             Op::CheckCredentials,
-            "",
-            None,
+            ("", None, ""),
             self.inner.check_credentials(),
         )
         .await
@@ -328,61 +340,39 @@ impl CloudProvider for FaultInjector {
     async fn run_instances(&self, req: &ProvisionRequest) -> Result<ClusterHandle, ProvisionError> {
         self.call(
             Op::RunInstances,
-            &req.region,
-            req.zone.as_deref(),
+            (&req.region, req.zone.as_deref(), &req.cluster_name),
             self.inner.run_instances(req),
         )
         .await
     }
 
     async fn wait_instances(&self, h: &ClusterHandle) -> Result<(), ProvisionError> {
-        self.call(
-            Op::WaitInstances,
-            &h.region,
-            h.zone.as_deref(),
-            self.inner.wait_instances(h),
-        )
-        .await
+        self.call(Op::WaitInstances, at(h), self.inner.wait_instances(h))
+            .await
     }
 
     async fn query_instances(
         &self,
         h: &ClusterHandle,
     ) -> Result<Vec<InstanceInfo>, ProvisionError> {
-        self.call(
-            Op::QueryInstances,
-            &h.region,
-            h.zone.as_deref(),
-            self.inner.query_instances(h),
-        )
-        .await
+        self.call(Op::QueryInstances, at(h), self.inner.query_instances(h))
+            .await
     }
 
     async fn stop_instances(&self, h: &ClusterHandle) -> Result<(), ProvisionError> {
-        self.call(
-            Op::StopInstances,
-            &h.region,
-            h.zone.as_deref(),
-            self.inner.stop_instances(h),
-        )
-        .await
+        self.call(Op::StopInstances, at(h), self.inner.stop_instances(h))
+            .await
     }
 
     async fn start_instances(&self, h: &ClusterHandle) -> Result<(), ProvisionError> {
-        self.call(
-            Op::StartInstances,
-            &h.region,
-            h.zone.as_deref(),
-            self.inner.start_instances(h),
-        )
-        .await
+        self.call(Op::StartInstances, at(h), self.inner.start_instances(h))
+            .await
     }
 
     async fn terminate_instances(&self, h: &ClusterHandle) -> Result<(), ProvisionError> {
         self.call(
             Op::TerminateInstances,
-            &h.region,
-            h.zone.as_deref(),
+            at(h),
             self.inner.terminate_instances(h),
         )
         .await
@@ -393,23 +383,13 @@ impl CloudProvider for FaultInjector {
         h: &ClusterHandle,
         ports: &[PortRange],
     ) -> Result<(), ProvisionError> {
-        self.call(
-            Op::OpenPorts,
-            &h.region,
-            h.zone.as_deref(),
-            self.inner.open_ports(h, ports),
-        )
-        .await
+        self.call(Op::OpenPorts, at(h), self.inner.open_ports(h, ports))
+            .await
     }
 
     async fn cleanup_ports(&self, h: &ClusterHandle) -> Result<(), ProvisionError> {
-        self.call(
-            Op::CleanupPorts,
-            &h.region,
-            h.zone.as_deref(),
-            self.inner.cleanup_ports(h),
-        )
-        .await
+        self.call(Op::CleanupPorts, at(h), self.inner.cleanup_ports(h))
+            .await
     }
 
     fn command_runner(

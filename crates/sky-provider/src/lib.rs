@@ -293,6 +293,14 @@ pub struct Offering {
 }
 
 /// A cloud. Held as `Arc<dyn CloudProvider>`; new methods only ever arrive with defaults.
+///
+/// **Cancellation is by drop** (docs/specs/provider.md §8): every async method MUST be
+/// cancel-safe when its future is dropped at any await point. Dropping it stops the work (no
+/// task spawned by the call goes on creating things), and whatever the call created by then
+/// MUST be findable and removable by [`CloudProvider::terminate_instances`] of a handle built
+/// from the request alone (same `cluster_name_on_cloud`, region, zone; `provider_config`
+/// null): tag or name what you create before you create more. There is no token parameter:
+/// the launcher races each call against its cancellation token and drops the loser.
 #[async_trait]
 pub trait CloudProvider: Send + Sync + fmt::Debug + 'static {
     /// Canonical lower-case id (`local`, `aws`, ...); equals [`ClusterHandle::cloud`].
@@ -587,6 +595,12 @@ impl SshEndpoint {
 }
 
 /// Runs commands on one node.
+///
+/// **Cancellation is by drop**, as for [`CloudProvider`]: dropping the future of `run`,
+/// `upload`, `spawn_detached` or `forward_port` MUST stop what it started on the node and here
+/// (a running command and its process group are killed; a copy stops), and MUST NOT leave a
+/// process that the provider's `stop_instances`/`terminate_instances` cannot find.
+/// `spawn_detached`'s process is meant to outlive the call once it returned its pid.
 #[async_trait]
 pub trait CommandRunner: Send + Sync + fmt::Debug {
     /// Runs `bash -c script` on the node with `env` added, cwd = the node's home; each output

@@ -1,6 +1,6 @@
 //! Cluster commands: status, stop, start, down, autostop, cost-report.
 
-use sky_launch::Backend;
+use sky_launch::{Backend, CancellationToken};
 
 use crate::{
     args::{AutostopArgs, ClusterArgs, CostReportArgs, StatusArgs},
@@ -45,7 +45,10 @@ pub fn status(env: &HostEnv, args: &StatusArgs) -> i32 {
                     fresh.push(r.clone());
                     continue;
                 }
-                match backend.refresh(&r.name).await {
+                match backend
+                    .refresh(&r.name, &CancellationToken::new(), &sky_launch::Quiet)
+                    .await
+                {
                     Ok(Some(x)) => fresh.push(x),
                     Ok(None) => {
                         eprintln!("Cluster {} no longer exists (removed from state).", r.name)
@@ -153,13 +156,14 @@ pub fn lifecycle(env: &HostEnv, what: &str, args: &ClusterArgs) -> i32 {
             on_interrupt(format!(
                 "Interrupted during `sky {what} {name}`. `sky status -r {name}` shows where it stands; `sky {what} {name}` again finishes it."
             ));
+            let never = CancellationToken::new();
             let r = match what {
-                "stop" => backend.stop(&name, &rep).await,
+                "stop" => backend.stop(&name, &never, &rep).await,
                 "start" => backend
-                    .start(&name, &reporter_for(env, &name))
+                    .start(&name, &never, &reporter_for(env, &name))
                     .await
                     .map(|_| ()),
-                _ => backend.down(&name, args.purge, &rep).await,
+                _ => backend.down(&name, args.purge, &never, &rep).await,
             };
             match r {
                 // The cluster's `Host` entry follows it: written when UP, gone when down.
@@ -198,7 +202,14 @@ pub fn autostop(env: &HostEnv, args: &AutostopArgs) -> i32 {
         let mut code = exit::OK;
         for name in names {
             match backend
-                .set_autostop(&name, idle, args.down, wait_for, &reporter())
+                .set_autostop(
+                    &name,
+                    idle,
+                    args.down,
+                    wait_for,
+                    &CancellationToken::new(),
+                    &reporter(),
+                )
                 .await
             {
                 Ok(()) if idle < 0 => eprintln!("Autostop cancelled for {name}."),

@@ -2,7 +2,7 @@
 //! without, a launch through the backend, then the job's output streamed.
 
 use sky_catalog::Catalog;
-use sky_launch::LaunchOptions;
+use sky_launch::LaunchRequest;
 use sky_optimizer::{OptimizeError, Plan};
 use sky_spec::TaskFile;
 
@@ -12,7 +12,7 @@ use crate::{
     clouds,
     exit::{self, not_available},
     hostenv::HostEnv,
-    interrupt::{block_on, on_interrupt},
+    interrupt::{block_on, cancel_on_interrupt, on_interrupt, stop_cancelling},
     names::{check_names, names_or_exit},
     table::Table,
     taskload::{self, indent},
@@ -234,19 +234,24 @@ pub fn launch(env: &HostEnv, args: &LaunchArgs, command_line: String) -> i32 {
                 return exit::FAILURE;
             }
         }
-        let opts = LaunchOptions {
-            cluster: cluster.clone(),
+        let req = LaunchRequest {
             retry_until_up: args.retry_until_up,
             no_setup: args.no_setup,
             idle_minutes: args.idle_minutes,
             down: args.down,
             command_line,
+            ..LaunchRequest::new(task, cluster.clone())
         };
         on_interrupt(format!(
             "Interrupted. State is consistent: `sky status {cluster}` shows what exists; `sky launch -c {cluster} ...` tries again, `sky down {cluster}` removes a half-launched cluster."
         ));
+        // Ctrl-C cancels the launch, which cleans up what it made and says what is left (a
+        // second Ctrl-C quits at once with the message above).
+        let cancel = cancel_on_interrupt();
         let rep = reporter_for(env, &cluster);
-        let submitted = match backend.launch(&task, &opts, &rep).await {
+        let launched = backend.launch(&req, &cancel, &rep).await;
+        stop_cancelling();
+        let submitted = match launched {
             Ok(s) => s,
             Err(e) => return report(&e),
         };
@@ -294,10 +299,12 @@ pub fn exec(env: &HostEnv, args: &ExecArgs, command_line: String) -> i32 {
     block_on(async {
         let backend = backend_or_exit!(env);
         let rep = reporter();
-        let submitted = match backend
-            .exec(&args.cluster, &task, &command_line, &rep)
-            .await
-        {
+        let cancel = cancel_on_interrupt();
+        let submitted = backend
+            .exec(&args.cluster, &task, &command_line, &cancel, &rep)
+            .await;
+        stop_cancelling();
+        let submitted = match submitted {
             Ok(s) => s,
             Err(e) => return report(&e),
         };

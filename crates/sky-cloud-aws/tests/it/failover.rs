@@ -8,12 +8,12 @@
 //! no runner factory exists, so the launcher stops at "no runner for node 0".
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use sky_catalog::{Catalog, ExtraOffer};
 use sky_cloud_aws::AwsConfig;
-use sky_launch::{Attempt, Backend, LaunchError, LaunchOptions, Reporter};
+use sky_launch::{Backend, CancellationToken, LaunchErrorKind, LaunchRequest};
 use sky_provider::{
     CloudProvider, ClusterHandle, CommandRunner, FailureScope, FeatureSet, InstanceInfo,
     ProviderRegistry, ProvisionError, ProvisionRequest,
@@ -68,18 +68,7 @@ impl CloudProvider for Stub {
     }
 }
 
-#[derive(Default)]
-struct Recorder {
-    attempts: Mutex<Vec<Attempt>>,
-}
-
-impl Reporter for Recorder {
-    fn step(&self, _m: &str) {}
-    fn attempt_failed(&self, a: &Attempt) {
-        self.attempts.lock().unwrap().push(a.clone());
-    }
-    fn done(&self, _m: &str) {}
-}
+type Recorder = sky_launch::EventLog;
 
 fn offer(it: &str, region: &str, zone: Option<&str>, price: f64) -> ExtraOffer {
     ExtraOffer {
@@ -174,11 +163,10 @@ fn task() -> sky_spec::Task {
     }
 }
 
-fn opts(cluster: &str) -> LaunchOptions {
-    LaunchOptions {
-        cluster: cluster.into(),
+fn opts(cluster: &str) -> LaunchRequest {
+    LaunchRequest {
         command_line: "sky launch".into(),
-        ..LaunchOptions::default()
+        ..LaunchRequest::new(task(), cluster)
     }
 }
 
@@ -213,12 +201,11 @@ async fn capacity_and_quota_move_zone_then_region_then_next_cloud() {
     let rep = Recorder::default();
     let err = w
         .backend
-        .launch(&task(), &opts(&cluster), &rep)
+        .launch(&opts(&cluster), &CancellationToken::new(), &rep)
         .await
         .unwrap_err();
-    let LaunchError::NoResources { history, message } = err else {
-        panic!("expected NoResources, got {err:?}");
-    };
+    assert_eq!(err.kind, LaunchErrorKind::NoResources, "{err:?}");
+    let (history, message) = (err.history.clone(), err.to_string());
     let infra: Vec<&str> = history.iter().map(|a| a.infra.as_str()).collect();
     // Zone by zone in the cheapest region, then one zone of the next region (a quota blocks
     // the whole region, so its second zone is skipped), then the next cloud.
@@ -261,7 +248,7 @@ async fn capacity_and_quota_move_zone_then_region_then_next_cloud() {
             .unwrap()
             .is_none()
     );
-    assert_eq!(rep.attempts.lock().unwrap().len(), 4);
+    assert_eq!(rep.attempts().len(), 4);
 }
 
 #[tokio::test]
@@ -282,12 +269,15 @@ async fn auth_error_stops_failover_at_once() {
     let cluster = unique("auth");
     let err = w
         .backend
-        .launch(&task(), &opts(&cluster), &Recorder::default())
+        .launch(
+            &opts(&cluster),
+            &CancellationToken::new(),
+            &Recorder::default(),
+        )
         .await
         .unwrap_err();
-    let LaunchError::Stopped { history, message } = err else {
-        panic!("expected Stopped, got {err:?}");
-    };
+    assert_eq!(err.kind, LaunchErrorKind::FailoverStopped, "{err:?}");
+    let (history, message) = (err.history.clone(), err.to_string());
     assert_eq!(history.len(), 1, "{message}");
     assert!(
         message.contains("AuthFailure") && message.contains("aws configure"),
@@ -329,10 +319,14 @@ async fn transient_errors_retry_the_same_zone() {
     let cluster = unique("thr");
     let err = w
         .backend
-        .launch(&task(), &opts(&cluster), &Recorder::default())
+        .launch(
+            &opts(&cluster),
+            &CancellationToken::new(),
+            &Recorder::default(),
+        )
         .await
         .unwrap_err();
-    assert!(matches!(err, LaunchError::NoResources { .. }), "{err:?}");
+    assert_eq!(err.kind, LaunchErrorKind::NoResources, "{err:?}");
     let runs = proxy.run_attempts();
     let east_runs = runs.iter().filter(|s| s.region == "us-east-1").count();
     assert!(east_runs >= 4, "each us-east-1 zone is retried: {runs:?}");
@@ -364,15 +358,22 @@ async fn zone_failover_then_success_stops_before_ssh_and_down_cleans_up() {
     let rep = Recorder::default();
     let err = w
         .backend
-        .launch(&task(), &opts(&cluster), &rep)
+        .launch(&opts(&cluster), &CancellationToken::new(), &rep)
         .await
         .unwrap_err();
     // The instances came up in the second zone; the agent stage refused moto's addresses.
-    let LaunchError::Provider(msg) = &err else {
-        panic!("expected the runner refusal, got {err:?}");
-    };
+    assert_eq!(
+        err.kind,
+        LaunchErrorKind::Runtime,
+        "expected the runner refusal: {err:?}"
+    );
+    let msg = err.to_string();
     assert!(msg.contains("refusing to connect"), "{msg}");
-    assert_eq!(rep.attempts.lock().unwrap().len(), 1);
+    assert_eq!(
+        err.cluster,
+        Some(sky_launch::ClusterState::Init { instances_up: true })
+    );
+    assert_eq!(rep.attempts().len(), 1);
     let name = name_on_cloud(&cluster);
     let left = leftovers(&ce, &name).await;
     assert_eq!(
@@ -393,7 +394,12 @@ async fn zone_failover_then_success_stops_before_ssh_and_down_cleans_up() {
     assert_eq!(rec.zone.as_deref(), Some(east[1].1.as_str()));
     // `sky down` finds it through state and removes everything.
     w.backend
-        .down(&cluster, false, &sky_launch::Quiet)
+        .down(
+            &cluster,
+            false,
+            &CancellationToken::new(),
+            &sky_launch::Quiet,
+        )
         .await
         .unwrap();
     assert_eq!(leftovers(&ce, &name).await, Leftovers::NONE);

@@ -1,165 +1,39 @@
 //! Failover through the real launcher (`Backend::launch`) with the test kit's `FakeCloud` behind a
-//! `FaultInjector`, a state database in a temp dir and a small catalog.
-//!
-//! The catalog prices the fake cloud's regions so that the optimizer's order (cheapest first:
-//! `west`, `east`, `north`) is neither the topology's order nor the alphabet's. A placement that
-//! works is stopped right after provisioning by a `query_instances` fault (the launcher's first
-//! call when it starts the agents), so no agent binary is needed: the cluster is then recorded
-//! INIT where it was placed, with its instances up, which is what the assertions check.
+//! `FaultInjector` (see `support.rs`). A placement that works is stopped right after
+//! provisioning by a `query_instances` fault, so no agent is needed: the cluster is then
+//! recorded INIT where it was placed, with its instances up, which is what the assertions check.
 
-use std::sync::{Arc, Mutex, OnceLock};
-
-use sky_catalog::{Catalog, ExtraOffer};
-use sky_launch::{Attempt, Backend, LaunchError, LaunchOptions, Reporter};
-use sky_provider::{FailureScope, ProviderRegistry, ProvisionError, ProvisionErrorKind};
-use sky_provider_testkit::{
-    FAKE_CLOUD_ID, FAKE_INSTANCE_TYPE, FakeCloud, FaultInjector, FaultRule, Op,
+use sky_launch::{
+    Attempt, CancellationToken, ClusterState, EventLog, LaunchError, LaunchErrorKind,
 };
-use sky_state::{ClusterStatus, StateDb};
+use sky_provider::{FailureScope, ProvisionError, ProvisionErrorKind};
+use sky_provider_testkit::{FaultRule, Op};
+use sky_state::ClusterStatus;
 
-#[derive(Default)]
-struct Recorder {
-    attempts: Mutex<Vec<Attempt>>,
-}
-
-impl Reporter for Recorder {
-    fn step(&self, _m: &str) {}
-    fn attempt_failed(&self, a: &Attempt) {
-        self.attempts.lock().unwrap().push(a.clone());
-    }
-    fn done(&self, _m: &str) {}
-}
-
-struct World {
-    backend: Backend,
-    fake: Arc<FakeCloud>,
-    faults: Arc<FaultInjector>,
-    dir: tempfile::TempDir,
-}
-
-fn offer(region: &str, zone: &str, price: f64) -> ExtraOffer {
-    ExtraOffer {
-        instance_type: FAKE_INSTANCE_TYPE.into(),
-        accelerator: None,
-        vcpus: 2.0,
-        memory_gib: 4.0,
-        price,
-        spot_price: None,
-        region: region.into(),
-        zone: Some(zone.into()),
-    }
-}
-
-/// Regions in topology order east, north, west; in price order west (0.10), east (0.20),
-/// north (0.30).
-async fn world(rules: Vec<FaultRule>) -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = Arc::new(FakeCloud::new(dir.path().join("fake")).with_regions(vec![
-        ("east".into(), vec!["east-a".into(), "east-b".into()]),
-        ("north".into(), vec!["north-a".into()]),
-        ("west".into(), vec!["west-a".into(), "west-b".into()]),
-    ]));
-    let faults = FaultInjector::wrap(fake.clone(), rules);
-    let catalog = Catalog::empty().with_extra_cloud(
-        FAKE_CLOUD_ID,
-        &[
-            offer("east", "east-a", 0.20),
-            offer("east", "east-b", 0.20),
-            offer("north", "north-a", 0.30),
-            offer("west", "west-a", 0.10),
-            offer("west", "west-b", 0.10),
-        ],
-    );
-    let mut registry = ProviderRegistry::new();
-    registry.register(faults.clone());
-    let state = StateDb::open(&format!(
-        "sqlite://{}",
-        dir.path().join("state.db").display()
-    ))
-    .await
-    .unwrap();
-    let backend = Backend {
-        registry,
-        state,
-        catalog: OnceLock::from(Some(catalog)),
-        enabled_clouds: vec![FAKE_CLOUD_ID.into()],
-        sky_binary: "/nonexistent/sky".into(),
-        hook_env: Vec::new(),
-        agent_env: Vec::new(),
-        user: "sky-launch-it".into(),
-        lock_dir: dir.path().join("locks"),
-    };
-    World {
-        backend,
-        fake,
-        faults,
-        dir,
-    }
-}
-
-fn task() -> sky_spec::Task {
-    let yaml = "resources:\n  cpus: 2\nrun: echo hi\n";
-    match sky_spec::parse_task_file(yaml, &sky_spec::ParseOptions::default()).unwrap() {
-        sky_spec::TaskFile::Task(t) => *t,
-        other => panic!("not a task: {other:?}"),
-    }
-}
-
-fn opts(cluster: &str) -> LaunchOptions {
-    LaunchOptions {
-        cluster: cluster.into(),
-        command_line: "sky launch".into(),
-        ..LaunchOptions::default()
-    }
-}
-
-/// Stops a placement that worked right after provisioning (see the module docs).
-fn stop_after_provisioning() -> FaultRule {
-    FaultRule::new(
-        Op::QueryInstances,
-        ProvisionError::other("stop here: the placement worked"),
-    )
-}
-
-/// `region/zone` of each attempt in the history (`Cloud (region/zone)`).
-fn places(history: &[Attempt]) -> Vec<String> {
-    history
-        .iter()
-        .map(|a| {
-            let (_, rest) = a.infra.split_once('(').expect("infra names a place");
-            rest.trim_end_matches(')').to_string()
-        })
-        .collect()
-}
-
-/// `region/zone` of each `run_instances` call, in order.
-fn runs(faults: &FaultInjector) -> Vec<String> {
-    faults
-        .calls()
-        .into_iter()
-        .filter(|(op, _, _)| *op == Op::RunInstances)
-        .map(|(_, r, z)| format!("{r}/{}", z.unwrap_or_default()))
-        .collect()
-}
+use crate::support::{World, places, request, runs, stop_after_provisioning, world};
 
 /// Launches `cluster`, returning the error and the history the reporter saw.
 async fn launch(w: &World, cluster: &str) -> (LaunchError, Vec<Attempt>) {
-    let rep = Recorder::default();
+    let log = EventLog::new();
     let err = w
         .backend
-        .launch(&task(), &opts(cluster), &rep)
+        .launch(&request(cluster), &CancellationToken::new(), &log)
         .await
         .expect_err("every launch here stops with an error");
-    let seen = rep.attempts.lock().unwrap().clone();
-    (err, seen)
+    (err, log.attempts())
 }
 
 /// The launch got past provisioning in `region/zone`: the only instances left at the cloud are
 /// that cluster's, and the state records it INIT there.
 async fn placed_in(w: &World, cluster: &str, err: &LaunchError, region: &str, zone: &str) {
     assert!(
-        matches!(err, LaunchError::Provider(m) if m.contains("stop here")),
+        err.kind == LaunchErrorKind::Provider && err.to_string().contains("stop here"),
         "expected the post-provisioning stop, got {err:?}"
+    );
+    assert_eq!(err.cluster, Some(ClusterState::Init { instances_up: true }));
+    assert!(
+        err.to_string().contains("is INIT with its instances up"),
+        "{err}"
     );
     assert_eq!(w.fake.clusters().len(), 1, "{:?}", w.fake.clusters());
     let rec = w
@@ -172,23 +46,6 @@ async fn placed_in(w: &World, cluster: &str, err: &LaunchError, region: &str, zo
     assert_eq!(rec.status, ClusterStatus::Init);
     assert_eq!(rec.region, region);
     assert_eq!(rec.zone.as_deref(), Some(zone));
-}
-
-/// Nothing of a failed launch is left: no instances, no node directories, no record.
-async fn nothing_left(w: &World, cluster: &str) {
-    assert!(w.fake.clusters().is_empty(), "{:?}", w.fake.clusters());
-    let root = w.dir.path().join("fake");
-    let dirs = std::fs::read_dir(&root).map(|d| d.count()).unwrap_or(0);
-    assert_eq!(dirs, 0, "node directories left under {}", root.display());
-    assert!(
-        w.backend
-            .state
-            .get_cluster(cluster)
-            .await
-            .unwrap()
-            .is_none(),
-        "a failed launch left its record"
-    );
 }
 
 #[tokio::test]
@@ -240,15 +97,23 @@ async fn auth_stops_at_once_with_the_fix() {
     )])
     .await;
     let (err, seen) = launch(&w, "fo-auth").await;
-    let LaunchError::Stopped { message, history } = &err else {
-        panic!("expected Stopped, got {err:?}");
-    };
+    assert_eq!(err.kind, LaunchErrorKind::FailoverStopped, "{err:?}");
+    assert_eq!(err.exit_code(), sky_launch::exit::NO_RESOURCES);
+    let message = err.to_string();
     assert!(message.contains("the fake key expired"), "{message}");
     assert!(message.contains("To fix: renew the fake key"), "{message}");
+    let p = err.provision.as_ref().expect("the provider's error");
+    assert_eq!(
+        (p.kind, p.scope),
+        (ProvisionErrorKind::Auth, FailureScope::Cloud)
+    );
+    assert_eq!(p.fix.as_deref(), Some("renew the fake key"));
+    assert_eq!(err.cluster, Some(ClusterState::Absent));
     assert_eq!(runs(&w.faults), ["west/west-a"]);
-    assert_eq!(places(history), ["west/west-a"]);
-    assert_eq!(&seen, history);
-    nothing_left(&w, "fo-auth").await;
+    assert_eq!(places(&err.history), ["west/west-a"]);
+    assert_eq!(err.history[0].kind, ProvisionErrorKind::Auth);
+    assert_eq!(seen, err.history);
+    w.nothing_left("fo-auth").await;
 }
 
 #[tokio::test]
@@ -263,16 +128,19 @@ async fn invalid_config_stops_at_once() {
     ])
     .await;
     let (err, _) = launch(&w, "fo-cfg").await;
-    let LaunchError::Stopped { message, history } = &err else {
-        panic!("expected Stopped, got {err:?}");
-    };
+    assert_eq!(err.kind, LaunchErrorKind::FailoverStopped, "{err:?}");
+    let message = err.to_string();
     assert!(
         message.contains("To fix: create the fake network"),
         "{message}"
     );
-    assert_eq!(places(history), ["west/west-a"]);
+    assert_eq!(
+        err.provision.as_ref().map(|p| p.kind),
+        Some(ProvisionErrorKind::InvalidConfig)
+    );
+    assert_eq!(places(&err.history), ["west/west-a"]);
     assert_eq!(runs(&w.faults), ["west/west-a"]);
-    nothing_left(&w, "fo-cfg").await;
+    w.nothing_left("fo-cfg").await;
 }
 
 #[tokio::test]
@@ -294,6 +162,12 @@ async fn transient_retries_with_backoff_then_blocks_the_zone() {
     );
     assert_eq!(places(&seen), ["west/west-a"]);
     assert_eq!(seen[0].reason, "rate limited in west-a");
+    assert_eq!(
+        (seen[0].kind, seen[0].scope),
+        (ProvisionErrorKind::Transient, FailureScope::Zone)
+    );
+    // The history travels with the error too.
+    assert_eq!(err.history, seen);
     placed_in(&w, "fo-transient", &err, "west", "west-b").await;
 }
 
@@ -335,6 +209,11 @@ async fn unclassified_blocks_where_it_was_tried_and_moves_on() {
     assert_eq!(runs(&w.faults), ["west/west-a", "west/west-b"]);
     assert_eq!(places(&seen), ["west/west-a"]);
     assert_eq!(seen[0].reason, "the fake api said something odd");
+    // The attempt keeps what the provider said (kind and claimed scope).
+    assert_eq!(
+        (seen[0].kind, seen[0].scope),
+        (ProvisionErrorKind::Other, FailureScope::Cloud)
+    );
     placed_in(&w, "fo-other", &err, "west", "west-b").await;
 }
 
@@ -384,9 +263,25 @@ async fn every_placement_failing_is_no_resources_with_the_whole_history() {
     ])
     .await;
     let (err, seen) = launch(&w, "fo-none").await;
-    let LaunchError::NoResources { message, history } = &err else {
-        panic!("expected NoResources, got {err:?}");
-    };
+    assert_eq!(err.kind, LaunchErrorKind::NoResources, "{err:?}");
+    assert_eq!(err.cluster, Some(ClusterState::Absent));
+    let (message, history) = (err.to_string(), &err.history);
+    let kinds: Vec<_> = history.iter().map(|a| (a.kind, a.scope)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (ProvisionErrorKind::Capacity, FailureScope::Zone),
+            (ProvisionErrorKind::Capacity, FailureScope::Zone),
+            (ProvisionErrorKind::Other, FailureScope::Zone),
+            (ProvisionErrorKind::Other, FailureScope::Zone),
+            (ProvisionErrorKind::Quota, FailureScope::Region),
+        ]
+    );
+    // The last placement's error is the one behind it.
+    assert_eq!(
+        err.provision.as_ref().map(|p| p.kind),
+        Some(ProvisionErrorKind::Quota)
+    );
     let order = [
         "west/west-a",
         "west/west-b",
@@ -402,5 +297,45 @@ async fn every_placement_failing_is_no_resources_with_the_whole_history() {
         "{message}"
     );
     assert!(message.contains("unclassified failure"), "{message}");
-    nothing_left(&w, "fo-none").await;
+    w.nothing_left("fo-none").await;
+}
+
+#[tokio::test]
+async fn a_cloud_out_of_capacity_fails_over_to_the_next_cloud() {
+    // Every region of the cheaper cloud is full: failover moves to the second cloud.
+    let full = |region: &str| {
+        FaultRule::new(
+            Op::RunInstances,
+            ProvisionError::capacity(FailureScope::Region, format!("{region} is full")),
+        )
+        .in_region(region)
+    };
+    let w = crate::support::two_clouds(
+        vec![full("west"), full("east"), full("north")],
+        vec![stop_after_provisioning()],
+        true,
+    )
+    .await;
+    let (err, seen) = launch(&w, "fo-cloud").await;
+    assert_eq!(
+        runs(&w.faults),
+        ["west/west-a", "east/east-a", "north/north-a"]
+    );
+    assert_eq!(runs(&w.faults2), ["south/south-a"]);
+    let clouds: Vec<&str> = seen.iter().map(|a| a.cloud.as_str()).collect();
+    assert_eq!(clouds, ["fake", "fake", "fake"]);
+    assert_eq!(err.cluster, Some(ClusterState::Init { instances_up: true }));
+    assert!(w.fake.clusters().is_empty(), "{:?}", w.fake.clusters());
+    assert_eq!(w.fake2.clusters().len(), 1);
+    let rec = w
+        .backend
+        .state
+        .get_cluster("fo-cloud")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (rec.cloud.as_str(), rec.region.as_str()),
+        ("fake2", "south")
+    );
 }
