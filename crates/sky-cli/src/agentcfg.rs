@@ -15,7 +15,8 @@ use sky_provider::shell_quote as sh_quote;
 
 /// The argv the head agent runs when autostop fires (`stop` or `down` is appended as `$1`).
 pub fn autostop_hook(env: &HostEnv, cluster: &str) -> Vec<String> {
-    let sky = std::env::current_exe()
+    let sky = env
+        .sky_binary()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "sky".into());
     let mut assigns = Vec::new();
@@ -97,7 +98,8 @@ pub fn config(env: &HostEnv, args: &AgentArgs) -> Result<AgentConfig, String> {
     // A remote head stops its own cluster through the provider; a node on this machine runs
     // `sky stop|down` against the client's state.
     let hook = if home.join(sky_provider::SELF_STOP_FILE).is_file() {
-        let sky = std::env::current_exe()
+        let sky = env
+            .sky_binary()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "sky".into());
         vec![sky, "agent".into(), "self-stop".into()]
@@ -130,6 +132,22 @@ mod tests {
             let e = autostop_minute(&env).unwrap_err();
             assert!(e.contains(AUTOSTOP_MINUTE_ENV) && e.contains(bad), "{e}");
         }
+    }
+
+    #[test]
+    fn the_autostop_hook_runs_the_given_sky_binary_with_the_client_home() {
+        let home = std::path::Path::new("/nonexistent");
+        let env = HostEnv::for_test(home, &[("SKY_CLIENT_HOME", "/home/client")])
+            .with_sky_binary("/opt/sky rs/sky");
+        let hook = autostop_hook(&env, "dev");
+        assert_eq!(hook[..2], ["sh".to_string(), "-c".to_string()]);
+        assert!(
+            hook[2].contains("HOME=/home/client '/opt/sky rs/sky' \"$1\" -y dev"),
+            "{hook:?}"
+        );
+        // Without one, the running executable (the `sky` binary itself when run as `sky`).
+        let own = HostEnv::for_test(home, &[]).sky_binary().unwrap();
+        assert_eq!(own, std::env::current_exe().unwrap());
     }
 
     #[test]

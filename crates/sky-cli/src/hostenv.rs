@@ -13,6 +13,8 @@ use std::{
 pub struct HostEnv {
     pub home: PathBuf,
     vars: BTreeMap<String, String>,
+    /// The `sky` binary nodes and hooks run; `None`: this process's own executable.
+    sky_binary: Option<PathBuf>,
 }
 
 impl HostEnv {
@@ -23,7 +25,11 @@ impl HostEnv {
             .get("HOME")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/"));
-        HostEnv { home, vars }
+        HostEnv {
+            home,
+            vars,
+            sky_binary: None,
+        }
     }
 
     /// An environment the caller makes (tests, programs embedding the CLI): this HOME and these
@@ -39,18 +45,28 @@ impl HostEnv {
                 .into_iter()
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
+            sky_binary: None,
+        }
+    }
+
+    /// This environment with `path` as the `sky` binary that agents and hooks run (a program
+    /// embedding the CLI is not itself `sky`).
+    pub fn with_sky_binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.sky_binary = Some(path.into());
+        self
+    }
+
+    /// The `sky` binary: the one given, else this process's executable.
+    pub fn sky_binary(&self) -> std::io::Result<PathBuf> {
+        match &self.sky_binary {
+            Some(p) => Ok(p.clone()),
+            None => std::env::current_exe(),
         }
     }
 
     #[cfg(test)]
     pub fn for_test(home: &Path, vars: &[(&str, &str)]) -> Self {
-        HostEnv {
-            home: home.to_path_buf(),
-            vars: vars
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
+        HostEnv::new(home, vars.iter().copied())
     }
 
     /// This environment with `extra` variables set (replacing any of the same name).
@@ -60,6 +76,7 @@ impl HostEnv {
         HostEnv {
             home: self.home.clone(),
             vars,
+            sky_binary: self.sky_binary.clone(),
         }
     }
 
