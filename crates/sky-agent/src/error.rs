@@ -38,6 +38,21 @@ pub enum AgentError {
     Store { path: PathBuf, message: String },
 }
 
+/// Why the head refused a job (`submit`); the agent's `Error` reply carries its message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// The spec itself is wrong (no nodes, a negative demand).
+    #[error("{0}")]
+    InvalidSpec(String),
+    /// The job's demand exceeds what the cluster has, so it could never start.
+    #[error("the job can never run on this cluster: {0}")]
+    NeverFits(String),
+    /// The head could not create the job's log directory.
+    #[error("failed to create the log directory {path}: {message}")]
+    LogDir { path: PathBuf, message: String },
+}
+
 fn too_large(op: &str, bytes: u64, limit: u64) -> String {
     let what = match op {
         "submit" => "the job spec (its run/setup script and envs)",
@@ -57,5 +72,29 @@ impl AgentError {
             context: context.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn submit_errors_read_as_the_agent_answers() {
+        let e = SubmitError::NeverFits("it needs 8 H100 per node, nodes have 4".into());
+        assert_eq!(
+            e.to_string(),
+            "the job can never run on this cluster: it needs 8 H100 per node, nodes have 4"
+        );
+        let e = SubmitError::LogDir {
+            path: PathBuf::from("/h/sky_logs/x"),
+            message: "permission denied".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "failed to create the log directory /h/sky_logs/x: permission denied"
+        );
+        let e = SubmitError::InvalidSpec("num_nodes must be at least 1".into());
+        assert_eq!(e.to_string(), "num_nodes must be at least 1");
     }
 }

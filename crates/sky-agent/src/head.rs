@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 
 use sky_sched::{Command, DequeueReason, Event, Placement, Scheduler};
 
-use crate::AgentClient;
 use crate::config::{AgentConfig, ClusterInfo};
 use crate::node::{self, NodeCtx, RankEvent};
 use crate::protocol::{
@@ -27,6 +26,7 @@ use crate::sched;
 use crate::store::{
     JobStore, StoredJob, create_private_dir_all, open_private_append, write_atomic,
 };
+use crate::{AgentClient, SubmitError};
 use crate::{AgentError, clock};
 
 /// Where a rank runs.
@@ -211,34 +211,38 @@ impl Head {
 
     // ---- requests ----
 
-    pub(crate) fn submit(self: &Arc<Self>, spec: JobSpec) -> Result<u64, String> {
+    pub(crate) fn submit(self: &Arc<Self>, spec: JobSpec) -> Result<u64, SubmitError> {
         if spec.num_nodes == 0 {
-            return Err("num_nodes must be at least 1".into());
+            return Err(SubmitError::InvalidSpec(
+                "num_nodes must be at least 1".into(),
+            ));
         }
         if let Some((name, n)) = &spec.accelerators
             && (name.is_empty() || !n.is_finite() || *n < 0.0)
         {
-            return Err(format!("invalid accelerator demand {name}:{n}"));
+            return Err(SubmitError::InvalidSpec(format!(
+                "invalid accelerator demand {name}:{n}"
+            )));
         }
         if spec.cpus.is_some_and(|c| !c.is_finite() || c < 0.0) {
-            return Err("cpus must be a non-negative number".into());
+            return Err(SubmitError::InvalidSpec(
+                "cpus must be a non-negative number".into(),
+            ));
         }
         let demand = sched::demand(&spec);
         let mut st = self.lock();
         st.sched
             .check(&demand)
-            .map_err(|e| format!("the job can never run on this cluster: {e}"))?;
+            .map_err(|e| SubmitError::NeverFits(e.to_string()))?;
         let micros = clock::now_micros().max(st.last_ts + 1);
         st.last_ts = micros;
         let ts = clock::log_timestamp(micros);
         let log_dir = self.node.home.join("sky_logs").join(format!("sky-{ts}"));
         create_private_dir_all(&log_dir.join("tasks"))
             .and_then(|()| open_private_append(&log_dir.join("run.log")).map(drop))
-            .map_err(|e| {
-                format!(
-                    "failed to create the log directory {}: {e}",
-                    log_dir.display()
-                )
+            .map_err(|e| SubmitError::LogDir {
+                path: log_dir.clone(),
+                message: e.to_string(),
             })?;
         let id = st.store.alloc_id();
         let record = JobRecord {

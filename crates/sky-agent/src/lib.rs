@@ -30,7 +30,7 @@ mod store;
 pub use auth::{TOKEN_FILE, Token};
 pub use client::{AgentClient, AgentInfo, LogsEnd, ReplyStream};
 pub use config::{AgentConfig, ClusterInfo, NodeInfo};
-pub use error::AgentError;
+pub use error::{AgentError, SubmitError};
 pub use protocol::{ExecSpec, JobRecord, JobSpec, JobStatus, Reply, Request, WaitFor};
 pub use server::{Agent, agent_addr_file, read_agent_addr, serve};
 pub use store::mark_orphans_failed_driver;

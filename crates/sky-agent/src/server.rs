@@ -297,7 +297,9 @@ async fn handle(inner: Arc<Inner>, stream: TcpStream, admission: Admission) {
         Request::Submit(spec) => match head() {
             Ok(h) => match h.submit(spec) {
                 Ok(job_id) => Reply::Submitted { job_id },
-                Err(message) => Reply::Error { message },
+                Err(e) => Reply::Error {
+                    message: e.to_string(),
+                },
             },
             Err(e) => e,
         },
