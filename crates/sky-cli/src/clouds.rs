@@ -1,26 +1,22 @@
 //! Which clouds are enabled: credentials found the way each cloud's own CLI finds them,
-//! restricted by `allowed_clouds` in `~/.sky/config.yaml`.
+//! restricted by `allowed_clouds` in `~/.sky/config.yaml`. Which clouds are checked, their
+//! display names and where their credentials are looked for come from their profiles
+//! (`sky_clouds::CloudProfile::credentials`); this module only reads the files and variables
+//! the profiles name.
 //!
 //! This only looks for credential files and variables; it never contacts a cloud.
 
 use std::path::PathBuf;
 
+use sky_clouds::{Base, CredentialFile};
 use sky_spec::sky_config::SkyConfig;
 
 use crate::hostenv::{HostEnv, is_file};
 
-/// The clouds `sky check` reports on, in display order.
-pub const CHECKED_CLOUDS: &[&str] = &[
-    "aws",
-    "azure",
-    "gcp",
-    "kubernetes",
-    "lambda",
-    "local",
-    "runpod",
-    "ssh",
-    "vast",
-];
+/// The clouds `sky check` reports on, in display order: every built-in profile, by id.
+pub fn checked_clouds() -> &'static [&'static str] {
+    sky_clouds::checked_clouds()
+}
 
 /// The outcome of checking one cloud.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,13 +29,9 @@ pub struct CloudCheck {
     pub fix: String,
 }
 
+/// SkyPilot's display name of a cloud, from its profile.
 pub fn display_name(cloud: &str) -> &str {
-    match cloud {
-        "kubernetes" => "Kubernetes",
-        "local" => "Local",
-        "ssh" => "SSH",
-        other => sky_catalog::cloud_display_name(other),
-    }
+    sky_clouds::display_name(cloud)
 }
 
 /// Loads `~/.sky/config.yaml` (missing file = empty config).
@@ -53,160 +45,88 @@ pub fn load_config(env: &HostEnv) -> Result<SkyConfig, String> {
     }
 }
 
-fn found(path: &std::path::Path) -> Option<String> {
-    is_file(path).then(|| format!("credentials found in {}", path.display()))
+/// Where a profile's credentials file is on this machine: its variable's value (the first
+/// `:`-separated entry of a list) or its path under the home or SkyPilot's directory.
+fn place(env: &HostEnv, f: &CredentialFile) -> PathBuf {
+    let var = f.path_var.and_then(|v| env.var(v)).map(|v| {
+        if f.list {
+            PathBuf::from(v.split(':').next().unwrap_or(v))
+        } else {
+            PathBuf::from(v)
+        }
+    });
+    var.unwrap_or_else(|| match f.base {
+        Base::Home => env.home_path(f.path),
+        Base::SkyDir => env.sky_dir().join(f.path),
+    })
 }
 
-/// Checks one cloud's credentials (before `allowed_clouds`).
+/// A profile's message template with `{0}`, `{1}`, ... (the files' paths) and `{path}` filled.
+fn fill(template: &str, paths: &[String], found: &str) -> String {
+    let mut out = template.replace("{path}", found);
+    for (i, p) in paths.iter().enumerate() {
+        out = out.replace(&format!("{{{i}}}"), p);
+    }
+    out
+}
+
+/// Checks one cloud's credentials (before `allowed_clouds`), as its profile says where they
+/// are.
 pub fn check_credentials(env: &HostEnv, cloud: &'static str) -> CloudCheck {
-    let (hit, missing, fix): (Option<String>, String, String) = match cloud {
-        "aws" => {
-            let creds = env
-                .var("AWS_SHARED_CREDENTIALS_FILE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| env.home_path(".aws/credentials"));
-            let config = env
-                .var("AWS_CONFIG_FILE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| env.home_path(".aws/config"));
-            let hit = if env.var("AWS_ACCESS_KEY_ID").is_some()
-                && env.var("AWS_SECRET_ACCESS_KEY").is_some()
-            {
-                Some("credentials found in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY".to_string())
-            } else {
-                found(&creds).or_else(|| found(&config))
-            };
-            (
-                hit,
-                format!(
-                    "no AWS credentials: AWS_ACCESS_KEY_ID is unset and neither {} nor {} exists",
-                    creds.display(),
-                    config.display()
-                ),
-                "run `aws configure`, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),
-            )
-        }
-        "gcp" => {
-            let adc_dir = env
-                .var("CLOUDSDK_CONFIG")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| env.home_path(".config/gcloud"));
-            let adc = adc_dir.join("application_default_credentials.json");
-            let hit = match env.var("GOOGLE_APPLICATION_CREDENTIALS") {
-                Some(p) if is_file(&PathBuf::from(p)) => Some(format!(
-                    "credentials found in GOOGLE_APPLICATION_CREDENTIALS ({p})"
-                )),
-                _ => found(&adc),
-            };
-            (
-                hit,
-                format!("no GCP credentials: GOOGLE_APPLICATION_CREDENTIALS names no file and {} does not exist", adc.display()),
-                "run `gcloud auth application-default login`, or point GOOGLE_APPLICATION_CREDENTIALS at a service-account key".into(),
-            )
-        }
-        "azure" => {
-            let dir = env
-                .var("AZURE_CONFIG_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| env.home_path(".azure"));
-            let hit = [
-                "azureProfile.json",
-                "msal_token_cache.json",
-                "msal_token_cache.bin",
-                "accessTokens.json",
-            ]
-            .iter()
-            .find_map(|f| found(&dir.join(f)));
-            (
-                hit,
-                format!(
-                    "no Azure credentials: no azureProfile.json or token cache in {}",
-                    dir.display()
-                ),
-                "run `az login`".into(),
-            )
-        }
-        "lambda" => {
-            let p = env.home_path(".lambda_cloud/lambda_keys");
-            (
-                found(&p),
-                format!("no Lambda credentials: {} does not exist", p.display()),
-                format!("write `api_key = <your key>` to {}", p.display()),
-            )
-        }
-        "runpod" => {
-            let p = env.home_path(".runpod/config.toml");
-            (
-                found(&p),
-                format!("no RunPod credentials: {} does not exist", p.display()),
-                "run `runpod config` with your API key".into(),
-            )
-        }
-        "vast" => {
-            let p = env.home_path(".config/vastai/vast_api_key");
-            (
-                found(&p),
-                format!("no Vast credentials: {} does not exist", p.display()),
-                "run `vastai set api-key <your key>`".into(),
-            )
-        }
-        "kubernetes" => {
-            let p = env
-                .var("KUBECONFIG")
-                .and_then(|v| v.split(':').next().map(PathBuf::from))
-                .unwrap_or_else(|| env.home_path(".kube/config"));
-            (
-                found(&p),
-                format!("no kubeconfig: {} does not exist", p.display()),
-                "point KUBECONFIG at a kubeconfig, or write ~/.kube/config".into(),
-            )
-        }
-        "ssh" => {
-            let p = env.sky_dir().join("ssh_node_pools.yaml");
-            (
-                is_file(&p).then(|| {
-                    format!(
-                        "node pools in {} (each pool is a region: --infra ssh/<pool>)",
-                        p.display()
-                    )
-                }),
-                format!("no SSH node pools: {} does not exist", p.display()),
-                format!(
-                    "list your machines in {} (pool-name: {{user, identity_file, hosts: [ip, ...]}})",
-                    p.display()
-                ),
-            )
-        }
-        "local" => (
-            Some("this machine: nodes are local sandboxes; no credentials needed".to_string()),
-            String::new(),
-            String::new(),
-        ),
-        other => (
-            None,
-            format!("{other} is not a cloud sky-rs knows"),
-            String::new(),
-        ),
+    let enabled = |reason: String| CloudCheck {
+        cloud,
+        enabled: true,
+        reason,
+        fix: String::new(),
     };
-    match hit {
-        Some(reason) => CloudCheck {
-            cloud,
-            enabled: true,
-            reason,
-            fix: String::new(),
-        },
-        None => CloudCheck {
+    let Some(profile) = sky_clouds::profile(cloud) else {
+        return CloudCheck {
             cloud,
             enabled: false,
-            reason: missing,
-            fix,
-        },
+            reason: format!("{cloud} is not a cloud sky-rs knows"),
+            fix: String::new(),
+        };
+    };
+    let c = &profile.credentials;
+    if let Some(reason) = c.always {
+        return enabled(reason.to_string());
+    }
+    if !c.env_keys.is_empty() && c.env_keys.iter().all(|k| env.var(k).is_some()) {
+        return enabled(format!("credentials found in {}", c.env_keys.join(" / ")));
+    }
+    if let Some(var) = c.env_file
+        && let Some(p) = env.var(var)
+        && is_file(&PathBuf::from(p))
+    {
+        return enabled(format!("credentials found in {var} ({p})"));
+    }
+    let mut shown: Vec<String> = Vec::with_capacity(c.files.len());
+    for f in c.files {
+        let path = place(env, f);
+        let candidates: Vec<PathBuf> = if f.names.is_empty() {
+            vec![path.clone()]
+        } else {
+            f.names.iter().map(|n| path.join(n)).collect()
+        };
+        if let Some(hit) = candidates.iter().find(|p| is_file(p)) {
+            return enabled(fill(c.found, &[], &hit.display().to_string()));
+        }
+        shown.push(match f.names {
+            [one] => path.join(one).display().to_string(),
+            _ => path.display().to_string(),
+        });
+    }
+    CloudCheck {
+        cloud,
+        enabled: false,
+        reason: fill(c.missing, &shown, ""),
+        fix: fill(c.fix, &shown, ""),
     }
 }
 
 /// Every checked cloud, with `allowed_clouds` applied.
 pub fn check_all(env: &HostEnv, config: &SkyConfig) -> Vec<CloudCheck> {
-    CHECKED_CLOUDS
+    checked_clouds()
         .iter()
         .map(|c| {
             let mut check = check_credentials(env, c);
@@ -298,6 +218,131 @@ mod tests {
         assert!(lambda.reason.contains("allowed_clouds"));
     }
 
+    /// `sky check`'s words for every cloud, read from the profiles, as they were written by
+    /// hand before.
+    #[test]
+    fn messages_from_the_profiles() {
+        let home = home_with(&[]);
+        let h = home.path().display().to_string();
+        let env = HostEnv::for_test(home.path(), &[]);
+        let got: Vec<(String, bool, String, String)> = check_all(&env, &SkyConfig::default())
+            .into_iter()
+            .map(|c| (c.cloud.to_string(), c.enabled, c.reason, c.fix))
+            .collect();
+        let want: Vec<(String, bool, String, String)> = [
+            (
+                "aws",
+                false,
+                format!(
+                    "no AWS credentials: AWS_ACCESS_KEY_ID is unset and neither {h}/.aws/credentials nor {h}/.aws/config exists"
+                ),
+                "run `aws configure`, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".to_string(),
+            ),
+            (
+                "azure",
+                false,
+                format!("no Azure credentials: no azureProfile.json or token cache in {h}/.azure"),
+                "run `az login`".to_string(),
+            ),
+            (
+                "gcp",
+                false,
+                format!(
+                    "no GCP credentials: GOOGLE_APPLICATION_CREDENTIALS names no file and {h}/.config/gcloud/application_default_credentials.json does not exist"
+                ),
+                "run `gcloud auth application-default login`, or point GOOGLE_APPLICATION_CREDENTIALS at a service-account key".to_string(),
+            ),
+            (
+                "kubernetes",
+                false,
+                format!("no kubeconfig: {h}/.kube/config does not exist"),
+                "point KUBECONFIG at a kubeconfig, or write ~/.kube/config".to_string(),
+            ),
+            (
+                "lambda",
+                false,
+                format!("no Lambda credentials: {h}/.lambda_cloud/lambda_keys does not exist"),
+                format!("write `api_key = <your key>` to {h}/.lambda_cloud/lambda_keys"),
+            ),
+            (
+                "local",
+                true,
+                "this machine: nodes are local sandboxes; no credentials needed".to_string(),
+                String::new(),
+            ),
+            (
+                "runpod",
+                false,
+                format!("no RunPod credentials: {h}/.runpod/config.toml does not exist"),
+                "run `runpod config` with your API key".to_string(),
+            ),
+            (
+                "ssh",
+                false,
+                format!("no SSH node pools: {h}/.sky/ssh_node_pools.yaml does not exist"),
+                format!(
+                    "list your machines in {h}/.sky/ssh_node_pools.yaml (pool-name: {{user, identity_file, hosts: [ip, ...]}})"
+                ),
+            ),
+            (
+                "vast",
+                false,
+                format!("no Vast credentials: {h}/.config/vastai/vast_api_key does not exist"),
+                "run `vastai set api-key <your key>`".to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(c, e, r, f)| (c.to_string(), e, r, f))
+        .collect();
+        assert_eq!(got, want);
+
+        // Found: the file (or variable) that enabled each cloud.
+        let home = home_with(&[
+            ".aws/config",
+            ".azure/msal_token_cache.bin",
+            "adc/application_default_credentials.json",
+            "kube/a",
+            ".sky/ssh_node_pools.yaml",
+        ]);
+        let h = home.path().display().to_string();
+        let adc = format!("{h}/adc");
+        let kube = format!("{h}/kube/a:{h}/kube/b");
+        let env = HostEnv::for_test(
+            home.path(),
+            &[
+                ("CLOUDSDK_CONFIG", adc.as_str()),
+                ("KUBECONFIG", kube.as_str()),
+            ],
+        );
+        let reason = |c: &'static str| check_credentials(&env, c).reason;
+        assert_eq!(
+            reason("aws"),
+            format!("credentials found in {h}/.aws/config")
+        );
+        assert_eq!(
+            reason("azure"),
+            format!("credentials found in {h}/.azure/msal_token_cache.bin")
+        );
+        assert_eq!(
+            reason("gcp"),
+            format!("credentials found in {adc}/application_default_credentials.json")
+        );
+        assert_eq!(
+            reason("kubernetes"),
+            format!("credentials found in {h}/kube/a")
+        );
+        assert_eq!(
+            reason("ssh"),
+            format!(
+                "node pools in {h}/.sky/ssh_node_pools.yaml (each pool is a region: --infra ssh/<pool>)"
+            )
+        );
+        assert_eq!(
+            check_credentials(&env, "oci").reason,
+            "oci is not a cloud sky-rs knows"
+        );
+    }
+
     #[test]
     fn env_vars_enable_aws_and_gcp() {
         let home = home_with(&["key.json"]);
@@ -312,5 +357,17 @@ mod tests {
         );
         let checks = check_all(&env, &SkyConfig::default());
         assert_eq!(enabled_catalog_clouds(&checks), vec!["aws", "gcp"]);
+        let reason = |c: &str| &checks.iter().find(|x| x.cloud == c).unwrap().reason;
+        assert_eq!(
+            reason("aws"),
+            "credentials found in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
+        );
+        assert_eq!(
+            *reason("gcp"),
+            format!(
+                "credentials found in GOOGLE_APPLICATION_CREDENTIALS ({})",
+                key.display()
+            )
+        );
     }
 }

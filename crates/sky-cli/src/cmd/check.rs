@@ -21,10 +21,10 @@ pub fn run(env: &HostEnv, args: &CheckArgs) -> i32 {
         .map(|c| sky_spec::canonical_cloud(c).unwrap_or(c).to_string())
         .collect();
     for w in &wanted {
-        if !clouds::CHECKED_CLOUDS.contains(&w.as_str()) {
+        if !clouds::checked_clouds().contains(&w.as_str()) {
             eprintln!(
                 "unknown cloud `{w}`; sky check knows: {}",
-                clouds::CHECKED_CLOUDS.join(", ")
+                clouds::checked_clouds().join(", ")
             );
             return exit::USAGE;
         }
