@@ -507,3 +507,51 @@ fn skypilots_state_database_is_left_untouched() {
     assert!(home.path().join(".sky-rs/state.db").exists());
     home.assert_clean();
 }
+
+#[test]
+fn ctrl_c_cancels_a_launch_that_cleans_up_and_says_so() {
+    // Every placement fails and --retry-until-up waits: Ctrl-C there cancels the launch,
+    // which says nothing of the cluster is left and exits 130; nothing is recorded.
+    let home = Home::new(&[]);
+    home.write(
+        ".sky/config.yaml",
+        "local:\n  regions:\n    - name: lab\n      zones:\n        - {name: lab-a, fail: capacity}\n",
+    );
+    let mut child = home.spawn_sky(&["launch", "-y", "-r", "-c", "cx", "echo", "never"]);
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("(--retry-until-up)") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the launch waits to retry");
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    let err = lines.join().unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("cancelled: nothing of cluster cx is left"),
+        "{err}"
+    );
+    let out = ok(&home.sky_in(home.path(), &["status"]), "status");
+    assert!(!out.contains("cx"), "{out}");
+    home.assert_clean();
+}
