@@ -27,8 +27,9 @@ pub fn providers(
                 env.config_path().display()
             )
         })?;
-        let sky_binary =
-            std::env::current_exe().map_err(|e| format!("failed to find the sky binary: {e}"))?;
+        let sky_binary = env
+            .sky_binary()
+            .map_err(|e| format!("failed to find the sky binary: {e}"))?;
         registry.register(Arc::new(sky_cloud_local::LocalProvider::new(
             env.state_dir().join("local"),
             local_cfg,
@@ -165,8 +166,9 @@ pub async fn backend(
     let state = crate::recover::open_state(&url, in_memory_if_damaged).await?;
     let registry = providers(env, &config)?;
     let enabled: Vec<String> = registry.ids();
-    let sky_binary =
-        std::env::current_exe().map_err(|e| format!("failed to find the sky binary: {e}"))?;
+    let sky_binary = env
+        .sky_binary()
+        .map_err(|e| format!("failed to find the sky binary: {e}"))?;
     // The agents run with HOME = their node; the autostop hook needs the client's.
     let mut hook_env = vec![(
         "SKY_CLIENT_HOME".to_string(),
