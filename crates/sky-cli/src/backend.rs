@@ -231,15 +231,16 @@ pub fn report(e: &LaunchError) -> i32 {
 /// (`sky logs --provision`).
 pub struct CliReporter {
     progress: Progress,
-    log: Option<std::sync::Mutex<std::fs::File>>,
+    /// The provision log, and the environment whose clock stamps its lines.
+    log: Option<(std::sync::Mutex<std::fs::File>, HostEnv)>,
 }
 
 impl CliReporter {
     fn record(&self, line: &str) {
-        if let Some(f) = &self.log
+        if let Some((f, env)) = &self.log
             && let Ok(mut f) = f.lock()
         {
-            let _ = writeln!(f, "[{}] {line}", sky_launch::now());
+            let _ = writeln!(f, "[{}] {line}", env.now_secs());
         }
     }
 }
@@ -282,7 +283,7 @@ pub fn reporter_for(env: &HostEnv, cluster: &str) -> CliReporter {
                 .open(dir.join("provision.log"))
         })
         .ok()
-        .map(std::sync::Mutex::new);
+        .map(|f| (std::sync::Mutex::new(f), env.clone()));
     CliReporter {
         progress: Progress::new(),
         log,

@@ -121,12 +121,17 @@ impl HostEnv {
             .to_string()
     }
 
-    /// Seconds and nanoseconds since the epoch (the only clock read).
+    /// Nanoseconds since the epoch (the only clock read).
     pub fn now_nanos(&self) -> u128 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0)
+    }
+
+    /// Seconds since the epoch (what the state database records).
+    pub fn now_secs(&self) -> i64 {
+        i64::try_from(self.now_nanos() / 1_000_000_000).unwrap_or(i64::MAX)
     }
 }
 

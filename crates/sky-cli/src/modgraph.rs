@@ -1,6 +1,7 @@
 //! The module rules of this crate, checked on its own sources (tests only): no module cycles,
-//! and the layers of `lib.rs`'s doc comment: `args` uses no other module, the shared services
-//! use no command, and commands (`cmd::*`) never use each other.
+//! the layers of `lib.rs`'s doc comment (`args` uses no other module, the shared services use
+//! no command, commands (`cmd::*`) never use each other), and no environment or clock read
+//! outside `hostenv.rs`.
 //!
 //! A module is one file (`cmd/launch.rs` is `cmd::launch`, `lib.rs` the crate root). A module
 //! uses another when its code (comments left out) names a path under `crate::` (or `$crate::`,
@@ -237,6 +238,43 @@ fn layer_problems(g: &Graph) -> Vec<String> {
     problems
 }
 
+/// What reads the process's environment or the clock directly.
+const ENV_AND_CLOCK_READS: &[&str] = &[
+    "std::env::",
+    "env::var",
+    "env::current_exe",
+    "SystemTime::now",
+    "Instant::now",
+    "sky_launch::now",
+];
+
+/// Direct environment and clock reads outside `hostenv.rs`, in code that ships (a file's
+/// `#[cfg(test)]` module left out).
+fn env_and_clock_reads(sources: &[(String, String)]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (path, text) in sources {
+        if path == "hostenv.rs" {
+            continue;
+        }
+        let code = code_only(text);
+        let shipped = code
+            .split("#[cfg(test)]\nmod tests")
+            .next()
+            .unwrap_or_default();
+        for (n, line) in shipped.lines().enumerate() {
+            for pat in ENV_AND_CLOCK_READS {
+                if line.contains(pat) {
+                    found.push(format!(
+                        "{path}:{}: `{pat}`: read it through HostEnv (hostenv.rs)",
+                        n + 1
+                    ));
+                }
+            }
+        }
+    }
+    found
+}
+
 /// This crate's sources, relative to `src/` (this file left out: its tests hold examples).
 fn own_sources() -> Vec<(String, String)> {
     fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut Vec<(String, String)>) {
@@ -302,6 +340,28 @@ mod tests {
     fn this_crate_keeps_its_layers() {
         let problems = layer_problems(&graph(&own_sources()));
         assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn env_and_clock_are_read_only_in_hostenv() {
+        let found = env_and_clock_reads(&own_sources());
+        assert!(found.is_empty(), "{}", found.join("\n"));
+        let found = env_and_clock_reads(&src(&[
+            ("hostenv.rs", "fn now() { std::time::SystemTime::now() }"),
+            (
+                "cmd/x.rs",
+                "// std::env::var in a comment\nfn f() { let h = std::env::var(\"HOME\"); }\nfn g() { sky_launch::now() }\n#[cfg(test)]\nmod tests { fn t() { std::env::current_exe(); } }",
+            ),
+        ]));
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0].starts_with("cmd/x.rs:2: `std::env::`"),
+            "{found:?}"
+        );
+        assert!(
+            found[2].starts_with("cmd/x.rs:3: `sky_launch::now`"),
+            "{found:?}"
+        );
     }
 
     #[test]

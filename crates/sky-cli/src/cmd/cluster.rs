@@ -85,7 +85,7 @@ pub fn status(env: &HostEnv, args: &StatusArgs) -> i32 {
             }
             return exit::OK;
         }
-        let now = sky_launch::now();
+        let now = env.now_secs();
         if records.is_empty() {
             println!("No existing clusters.");
             return exit::OK;
@@ -229,7 +229,7 @@ pub fn autostop(env: &HostEnv, args: &AutostopArgs) -> i32 {
 pub fn cost_report(env: &HostEnv, _args: &CostReportArgs) -> i32 {
     block_on(async {
         let backend = backend_or_exit!(env);
-        let rows = match backend.state.cost_report(sky_launch::now()).await {
+        let rows = match backend.state.cost_report(env.now_secs()).await {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("failed to read the cost report: {e}");
@@ -244,7 +244,7 @@ pub fn cost_report(env: &HostEnv, _args: &CostReportArgs) -> i32 {
             "STATUS",
             "COST (est.)",
         ]);
-        let now = sky_launch::now();
+        let now = env.now_secs();
         for r in rows {
             t.row([
                 r.name.clone(),

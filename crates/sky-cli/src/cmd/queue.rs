@@ -20,7 +20,7 @@ pub fn queue(env: &HostEnv, args: &QueueArgs) -> i32 {
             Ok(n) => n,
             Err(code) => return code,
         };
-        let now = sky_launch::now();
+        let now = env.now_secs();
         let mut code = exit::OK;
         for name in names {
             let jobs = match backend.queue(&name, !args.skip_finished).await {
