@@ -257,8 +257,8 @@ pub struct CostReportArgs {
     pub days: Option<u32>,
 }
 
-/// `sky agent serve|mark-orphans|self-stop stop|down` (run on nodes by the launcher and the
-/// head's autostop).
+/// `sky agent serve|mark-orphans|self-stop stop|down|serve-file` (run on nodes by the launcher
+/// and the head's autostop).
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     pub action: String,
@@ -273,6 +273,18 @@ pub struct AgentArgs {
     /// Relative paths are under HOME.
     #[arg(long = "cluster-file")]
     pub cluster_file: Option<String>,
+    /// `serve-file`: the file served (relative paths are under HOME).
+    #[arg(long)]
+    pub file: Option<String>,
+    /// `serve-file`: exit after serving the file this many times.
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+    /// `serve-file`: exit after this many seconds in any case.
+    #[arg(long = "timeout-secs", default_value_t = 300)]
+    pub timeout_secs: u64,
+    /// `serve-file`: where to write `ip:port` once listening (relative paths are under HOME).
+    #[arg(long = "addr-file")]
+    pub addr_file: Option<String>,
 }
 
 #[derive(Debug, Args)]

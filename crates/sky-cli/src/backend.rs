@@ -49,33 +49,16 @@ pub fn providers(
                     env.config_path().display()
                 )
             })?;
-            // EC2 nodes are reached with the SSH runtime (the cloud crates do not depend on
-            // each other; the CLI plugs one into the other).
+            // EC2 nodes are reached with the SSH runtime (sky-ssh), which the provider builds;
+            // the host keys it learns are kept beside sky-rs's other SSH state.
             let known_hosts = env.state_dir().join("ssh").join("known_hosts");
-            let runner_factory: sky_cloud_aws::RunnerFactory =
-                Arc::new(move |t: &sky_cloud_aws::SshTarget| {
-                    let target = sky_cloud_ssh::SshTarget {
-                        ip: t.address.clone(),
-                        port: 22,
-                        user: Some(t.user.clone()),
-                        identity_file: t.identity_file.clone(),
-                        known_hosts_file: Some(known_hosts.clone()),
-                        strict_host_key_checking: "accept-new".into(),
-                        control_dir: sky_cloud_ssh::default_control_dir(),
-                        connect_timeout: std::time::Duration::from_secs(10),
-                    };
-                    let runner: Arc<dyn sky_provider::CommandRunner> = Arc::new(
-                        sky_cloud_ssh::SshRunner::new(target, t.cluster_name_on_cloud.clone()),
-                    );
-                    Ok(runner)
-                });
             let opts = sky_cloud_aws::AwsOptions {
                 endpoint_url: env
                     .var("AWS_ENDPOINT_URL_EC2")
                     .or_else(|| env.var("AWS_ENDPOINT_URL"))
                     .map(String::from),
                 public_key_path: Some(env.state_dir().join("keys").join("sky-key.pub")),
-                runner_factory: Some(runner_factory),
+                ssh_known_hosts_file: Some(known_hosts),
                 // A head's autostop stops its own cluster with these credentials.
                 node_files: aws_credential_files(env),
                 node_env: [

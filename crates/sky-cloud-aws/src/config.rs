@@ -1,12 +1,10 @@
 //! The `aws:` section of `~/.sky/config.yaml` (as JSON, passed in by the CLI) and the options an
-//! embedder or test sets in code (endpoint, static credentials, SSH runner).
+//! embedder or test sets in code (endpoint, static credentials, how SSH reaches the nodes).
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use sky_provider::{CommandRunner, ProvisionError};
 
 /// The `aws:` keys sky-rs interprets; SkyPilot's other keys are accepted and ignored.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -43,23 +41,6 @@ impl AwsConfig {
     }
 }
 
-/// Where the provider's SSH runners connect: one node of one cluster.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SshTarget {
-    pub cluster_name_on_cloud: String,
-    pub rank: u32,
-    /// The address to connect to (the private IP in internal-IPs mode, else the public one).
-    pub address: String,
-    pub user: String,
-    /// The private key matching the imported key pair.
-    pub identity_file: Option<PathBuf>,
-}
-
-/// Builds the [`CommandRunner`] of a node (the CLI plugs in the SSH runtime; cloud crates do
-/// not depend on each other).
-pub type RunnerFactory =
-    Arc<dyn Fn(&SshTarget) -> Result<Arc<dyn CommandRunner>, ProvisionError> + Send + Sync>;
-
 /// Options set in code rather than in `config.yaml`.
 #[derive(Clone, Default)]
 pub struct AwsOptions {
@@ -77,7 +58,16 @@ pub struct AwsOptions {
     pub wait_timeout_secs: u64,
     /// How long termination retries deleting the security group while instances shut down.
     pub sg_delete_timeout_secs: u64,
-    pub runner_factory: Option<RunnerFactory>,
+    /// Where the nodes' host keys are kept (`UserKnownHostsFile`; `None`: ssh's default). The
+    /// CLI uses `~/.sky-rs/ssh/known_hosts`.
+    pub ssh_known_hosts_file: Option<PathBuf>,
+    /// `StrictHostKeyChecking` for the nodes (`None`: `accept-new`, as each new instance has a
+    /// new host key; tests that know the keys use `yes`).
+    pub ssh_strict_host_key_checking: Option<String>,
+    /// The directory of the ControlMaster sockets (`None`: `sky_ssh::default_control_dir()`).
+    pub ssh_control_dir: Option<PathBuf>,
+    /// SSH `ConnectTimeout` (`None`: 10 s).
+    pub ssh_connect_timeout: Option<std::time::Duration>,
     /// Credential files a head node gets so its autostop can stop or terminate the cluster
     /// (SkyPilot's default remote identity, `LOCAL_CREDENTIALS`): `(local file, path relative
     /// to the node's home)`.
@@ -93,7 +83,7 @@ impl std::fmt::Debug for AwsOptions {
             .field("static_credentials", &self.static_credentials.is_some())
             .field("public_key_path", &self.public_key_path)
             .field("sdk_retries", &self.sdk_retries)
-            .field("runner_factory", &self.runner_factory.is_some())
+            .field("ssh_known_hosts_file", &self.ssh_known_hosts_file)
             .field("node_files", &self.node_files)
             .finish_non_exhaustive()
     }

@@ -5,7 +5,9 @@
 //! failover kinds and scopes ([`errors`]). Credentials come from the standard chain (env,
 //! `~/.aws/credentials`, profiles) and `AWS_ENDPOINT_URL` is honoured. The CLI registers it
 //! behind its default `aws` feature; nothing else depends on it, and it depends on no other
-//! cloud crate (the SSH runner is plugged in as a [`RunnerFactory`]). It lives in its own crate
+//! cloud crate: its nodes' runners are the SSH runtime's (`sky_ssh::SshRunner`), built here from
+//! the node's address, the image's user, the cluster key and [`AwsOptions`]' host-key policy. It
+//! lives in its own crate
 //! because aws-sdk-ec2 is heavy to compile. Network safety: with a custom endpoint (an
 //! emulator such as moto) it never hands out a runner for an address outside
 //! [`EMULATOR_REACHABLE`] (loopback and the test subnet `10.200.0.0/24`).
@@ -13,9 +15,7 @@
 mod config;
 pub mod errors;
 
-pub use config::{
-    AwsConfig, AwsOptions, EMULATOR_REACHABLE, RunnerFactory, SshTarget, in_networks,
-};
+pub use config::{AwsConfig, AwsOptions, EMULATOR_REACHABLE, in_networks};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -40,6 +40,7 @@ use sky_provider::{
     InstanceState, NodeSelfStop, ProvisionError, ProvisionErrorKind, ProvisionRequest,
 };
 use sky_spec::model::{DiskTier, ImageId, PortRange};
+use sky_ssh::{SshRunner, SshTarget};
 
 /// The provider id.
 pub const AWS_ID: &str = "aws";
@@ -835,7 +836,8 @@ impl AwsProvider {
         }
     }
 
-    /// The address SSH connects to for a node, refusing any address an emulator invented.
+    /// How SSH reaches a node (its address, user, key and host-key policy), refusing any
+    /// address an emulator invented.
     pub fn ssh_target(
         &self,
         h: &ClusterHandle,
@@ -870,19 +872,33 @@ impl AwsProvider {
             .with_fix("launch with `aws.use_internal_ips: true` and `aws.vpc_name` naming a VPC whose subnet is 10.200.0.0/24, served by the test harness's namespace hosts"));
         }
         Ok(SshTarget {
-            cluster_name_on_cloud: h.cluster_name_on_cloud.clone(),
-            rank: node.rank,
-            address,
-            user: if data.ssh_user.is_empty() {
+            ip: address,
+            port: 22,
+            user: Some(if data.ssh_user.is_empty() {
                 self.config.ssh_user().to_string()
             } else {
                 data.ssh_user
-            },
+            }),
             identity_file: self
                 .opts
                 .public_key_path
                 .as_ref()
                 .map(|p| p.with_extension("")),
+            known_hosts_file: self.opts.ssh_known_hosts_file.clone(),
+            strict_host_key_checking: self
+                .opts
+                .ssh_strict_host_key_checking
+                .clone()
+                .unwrap_or_else(|| "accept-new".into()),
+            control_dir: self
+                .opts
+                .ssh_control_dir
+                .clone()
+                .unwrap_or_else(sky_ssh::default_control_dir),
+            connect_timeout: self
+                .opts
+                .ssh_connect_timeout
+                .unwrap_or(Duration::from_secs(10)),
         })
     }
 
@@ -1321,13 +1337,10 @@ impl CloudProvider for AwsProvider {
         node: &InstanceInfo,
     ) -> Result<Arc<dyn CommandRunner>, ProvisionError> {
         let target = self.ssh_target(h, node)?;
-        match &self.opts.runner_factory {
-            Some(f) => f(&target),
-            None => Err(ProvisionError::not_supported(format!(
-                "running commands on aws nodes in this build (no SSH runtime is plugged in; node {} at {})",
-                target.rank, target.address
-            ))),
-        }
+        Ok(Arc::new(SshRunner::new(
+            target,
+            h.cluster_name_on_cloud.clone(),
+        )))
     }
 }
 
@@ -1433,9 +1446,12 @@ mod tests {
             internal_ip: "10.200.0.4".into(),
             ..node
         };
-        assert_eq!(p.ssh_target(&h, &ok).unwrap().address, "10.200.0.4");
-        // No runner factory: a clear not-supported error, not a connection.
-        let e = p.command_runner(&h, &ok).unwrap_err();
-        assert_eq!(e.kind, ProvisionErrorKind::NotSupported);
+        let t = p.ssh_target(&h, &ok).unwrap();
+        assert_eq!(t.ip, "10.200.0.4");
+        assert_eq!(t.user.as_deref(), Some("ubuntu"));
+        assert_eq!(t.strict_host_key_checking, "accept-new");
+        // The runner is the SSH runtime's, to that address (nothing is contacted yet).
+        let r = p.command_runner(&h, &ok).unwrap();
+        assert_eq!(r.ssh_endpoint().unwrap().host_name, "10.200.0.4");
     }
 }

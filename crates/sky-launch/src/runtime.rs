@@ -13,8 +13,7 @@ use sky_state::ClusterRecord;
 use crate::{Backend, Events, LaunchError, LaunchEvent, StoredHandle, failover::fmt_count};
 
 const AGENT_START_TIMEOUT: Duration = Duration::from_secs(15);
-/// Where remote nodes keep the uploaded `sky` binary (relative to the node's home).
-const REMOTE_SKY_BINARY: &str = ".sky/bin/sky";
+use crate::binary::REMOTE_SKY_BINARY;
 
 async fn run_quiet(runner: &dyn CommandRunner, script: &str) -> Result<(i32, String), String> {
     let mut out = Vec::new();
@@ -81,6 +80,15 @@ pub(crate) async fn start_agents(
             .with_provision(e)
         })?);
     }
+    // The `sky` binary to every remote node before any agent starts: once from here to the
+    // head (compressed), from the head to the workers (see `crate::binary`).
+    crate::binary::send_to_nodes(backend, &nodes, &runners)
+        .await
+        .map_err(|e| {
+            LaunchError::runtime(format!(
+                "failed to put the sky binary on the nodes of `{cluster}`: {e}; `sky down {cluster}` cleans up"
+            ))
+        })?;
     let starter = NodeStarter {
         backend,
         cluster,
@@ -179,23 +187,18 @@ impl NodeStarter<'_> {
             .upload(self.token_file, sky_agent::TOKEN_FILE)
             .await
             .map_err(|e| err(&format!("upload the cluster token: {e}")))?;
-        // A remote node gets this `sky` binary at ~/.sky/bin/sky (rsync skips an unchanged
-        // one) and runs the agent from there; local sandboxes run this binary directly.
+        // A remote node runs the agent from ~/.sky/bin/sky (put there by `crate::binary`);
+        // local sandboxes run this binary directly.
         let remote = runner.node_home().is_none();
         if head && remote {
             give_head_self_stop(self.p, self.handle, runner, self.private_dir)
                 .await
                 .map_err(|e| err(&e))?;
         }
-        let sky_binary = &self.backend.sky_binary;
         let binary = if remote {
-            runner
-                .upload(sky_binary, REMOTE_SKY_BINARY)
-                .await
-                .map_err(|e| err(&format!("upload {}: {e}", sky_binary.display())))?;
             REMOTE_SKY_BINARY.to_string()
         } else {
-            sky_binary.display().to_string()
+            self.backend.sky_binary.display().to_string()
         };
         // The autostop hook's environment names client paths; remote nodes do not have them.
         let mut env = self.backend.agent_env.clone();

@@ -41,8 +41,11 @@ pub fn agent(env: &HostEnv, args: &AgentArgs) -> i32 {
             }
         },
         "self-stop" => self_stop(env, args.what.as_deref()),
+        "serve-file" => serve_file(env, args),
         other => {
-            eprintln!("unknown agent action `{other}`: serve | mark-orphans | self-stop");
+            eprintln!(
+                "unknown agent action `{other}`: serve | mark-orphans | self-stop | serve-file"
+            );
             exit::USAGE
         }
     }
@@ -120,6 +123,65 @@ fn self_stop(env: &HostEnv, what: Option<&str>) -> i32 {
         }
         Err(e) => {
             eprintln!("self-stop: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+/// `sky agent serve-file --file F --ip IP --count N --timeout-secs S --addr-file A`: the head
+/// serves the `sky` binary to the cluster's workers (`sky_agent::fileserve`); the token comes
+/// from `SKY_SERVE_FILE_TOKEN` (never the command line).
+fn serve_file(env: &HostEnv, args: &AgentArgs) -> i32 {
+    let under_home = |p: &str| env.home.join(p);
+    let (Some(file), Some(addr_file), Some(ip)) = (&args.file, &args.addr_file, &args.ip) else {
+        eprintln!(
+            "usage: sky agent serve-file --file FILE --ip IP --addr-file FILE [--count N] [--timeout-secs S]"
+        );
+        return exit::USAGE;
+    };
+    let ip: std::net::IpAddr = match ip.parse() {
+        Ok(ip) => ip,
+        Err(_) => {
+            eprintln!("serve-file: --ip {ip:?} is not an IP address");
+            return exit::USAGE;
+        }
+    };
+    let token = match env
+        .var(sky_launch::binary::SERVE_TOKEN_ENV)
+        .map(sky_agent::Token::parse)
+    {
+        Some(Ok(t)) => t,
+        _ => {
+            eprintln!(
+                "serve-file: set {} to the token clients send",
+                sky_launch::binary::SERVE_TOKEN_ENV
+            );
+            return exit::USAGE;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("failed to start the serve-file runtime: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let opts = sky_agent::fileserve::ServeFile {
+        file: under_home(file),
+        listen: sky_agent::fileserve::listen_on(ip),
+        token,
+        count: args.count,
+        timeout: std::time::Duration::from_secs(args.timeout_secs),
+        addr_file: under_home(addr_file),
+    };
+    match rt.block_on(sky_agent::fileserve::serve_file(opts)) {
+        Ok(r) if !r.timed_out => exit::OK,
+        Ok(_) => exit::FAILURE,
+        Err(e) => {
+            eprintln!("{e}");
             exit::FAILURE
         }
     }

@@ -500,6 +500,7 @@ fn with_no_credentials_the_local_cloud_plans() {
 
 #[cfg(feature = "aws")]
 mod aws;
+mod binary;
 mod clusters;
 mod hardening;
 mod loader;

@@ -3,7 +3,7 @@
 //! moto's instances are records; the machines behind them are network-namespace sshd hosts.
 //! The provider launches in internal-IPs mode into a VPC whose subnet is exactly the hosts'
 //! /28 block (moto hands out a subnet's addresses in order from offset 4, where the hosts
-//! listen), and reaches nodes with the real SSH runtime (`sky_cloud_ssh::SshRunner`). The EC2
+//! listen), and reaches nodes with the real SSH runtime (the provider's own `sky_ssh::SshRunner`s). The EC2
 //! calls go through the test proxy, whose hook makes them act on the hosts at the moment the
 //! API answers: StopInstances powers a host off (its processes die, its link goes down, its disk
 //! stays), StartInstances powers it on, TerminateInstances wipes it. So the suite's checks that
@@ -19,10 +19,8 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use sky_cloud_aws::{AwsConfig, AwsOptions, AwsProvider, RunnerFactory};
-use sky_provider::CommandRunner;
+use sky_cloud_aws::{AwsConfig, AwsOptions, AwsProvider};
 use sky_provider_testkit::netns::NetnsHosts;
 use sky_provider_testkit::{ConformanceConfig, LeftoverProbe, run_conformance};
 use sky_spec::model::{ImageId, Resources};
@@ -169,28 +167,6 @@ fn power_hook(hosts: Arc<NetnsHosts>) -> (Hook, Arc<Mutex<Vec<String>>>) {
     (hook, log)
 }
 
-/// The SSH runtime, as the CLI plugs it in, trusting the hosts' keys.
-fn ssh_runners(hosts: &NetnsHosts, control_dir: PathBuf) -> RunnerFactory {
-    let known_hosts = hosts.known_hosts.clone();
-    Arc::new(move |t: &sky_cloud_aws::SshTarget| {
-        let target = sky_cloud_ssh::SshTarget {
-            ip: t.address.clone(),
-            port: 22,
-            user: Some(t.user.clone()),
-            identity_file: t.identity_file.clone(),
-            known_hosts_file: Some(known_hosts.clone()),
-            strict_host_key_checking: "yes".into(),
-            control_dir: control_dir.clone(),
-            connect_timeout: Duration::from_secs(10),
-        };
-        let runner: Arc<dyn CommandRunner> = Arc::new(sky_cloud_ssh::SshRunner::new(
-            target,
-            t.cluster_name_on_cloud.clone(),
-        ));
-        Ok(runner)
-    })
-}
-
 #[tokio::test]
 async fn aws_passes_the_conformance_suite_against_moto() {
     let moto = moto_or_skip!();
@@ -235,7 +211,10 @@ async fn aws_passes_the_conformance_suite_against_moto() {
             sdk_retries: false,
             wait_timeout_secs: 30,
             sg_delete_timeout_secs: 30,
-            runner_factory: Some(ssh_runners(&hosts, control.path().to_path_buf())),
+            // The provider's own SSH runners, trusting the hosts' keys.
+            ssh_known_hosts_file: Some(hosts.known_hosts.clone()),
+            ssh_strict_host_key_checking: Some("yes".into()),
+            ssh_control_dir: Some(control.path().to_path_buf()),
             ..AwsOptions::default()
         },
     ));

@@ -46,7 +46,6 @@ pub fn provider(endpoint: &str, config: AwsConfig) -> AwsProvider {
             sdk_retries: false,
             wait_timeout_secs: 30,
             sg_delete_timeout_secs: 30,
-            runner_factory: None,
             ..AwsOptions::default()
         },
     )
