@@ -11,7 +11,7 @@ fn load(c: &mut Criterion) {
         b.iter(|| Catalog::from_compiled(std::hint::black_box(BUNDLED_BYTES)).expect("decodes"))
     });
     let mut inputs: Vec<(String, String, Vec<u8>)> = Vec::new();
-    for cloud in ["aws", "azure", "gcp", "lambda", "runpod", "vast"] {
+    for &cloud in sky_catalog::BUNDLED_CLOUDS.iter() {
         inputs.push((
             cloud.into(),
             "vms.csv".into(),

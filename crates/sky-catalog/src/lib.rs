@@ -9,6 +9,11 @@
 //! TPUs joined to host VMs), default instance types, regions and zones in price order,
 //! hourly costs, instance-type facts, and the `sky show-gpus` listing.
 //!
+//! Each table is read as its cloud's profile (`sky-clouds`) says: the default instance
+//! families and shape, whether zones may be named, whether `us-*` regions come first; the
+//! bundled clouds and display names are the profiles'. GCP's attachable GPUs and TPUs keep
+//! GCP's own join rules here.
+//!
 //! Used by `sky-optimizer` (feasibility, prices, failover order) and by the CLI (`sky
 //! show-gpus`, validation). Invariant: this crate is pure and synchronous — no file, network,
 //! environment, clock or process access, no async runtime — and it knows nothing about YAML.
