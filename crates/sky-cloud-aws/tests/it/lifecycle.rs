@@ -344,8 +344,8 @@ async fn internal_ips_mode_returns_only_subnet_addresses() {
         assert_eq!(n.external_ip, None);
         let t = p.ssh_target(&h, n).unwrap();
         assert_eq!(
-            (t.address.as_str(), t.user.as_str()),
-            (n.internal_ip.as_str(), "sky")
+            (t.ip.as_str(), t.user.as_deref()),
+            (n.internal_ip.as_str(), Some("sky"))
         );
     }
     // Distinct addresses.
