@@ -86,7 +86,8 @@ fn bench(c: &mut Criterion) {
     g.sample_size(20);
     g.bench_function("optimize_pipeline_100_tasks_all_clouds", |b| {
         b.iter(|| {
-            optimize_pipeline(catalog, std::hint::black_box(&p), &BUNDLED_CLOUDS, &[]).expect("plan")
+            optimize_pipeline(catalog, std::hint::black_box(&p), &BUNDLED_CLOUDS, &[])
+                .expect("plan")
         })
     });
     g.finish();
