@@ -7,20 +7,27 @@
 //!   checked there, the workers pulling from the head's `sky agent serve-file`;
 //! - `already_there`: the new way when every node has this binary (a second launch).
 //!
-//! Each sample starts from nodes without the binary (removed outside the timing). The binary is
-//! this build's `sky` (`cargo bench` builds it with the release profile), or `SKY_BENCH_BINARY`.
-//! Needs root and `ip netns`; without them it says so and measures nothing.
+//! Each run starts from nodes without the binary (removed outside the timing); each case runs
+//! `SKY_BENCH_RUNS` times (default 5) and the median, min and max are printed. Not criterion:
+//! one run moves hundreds of megabytes, and criterion's ten-sample minimum would take many
+//! minutes per case. The binary is this build's `sky` (`cargo bench` builds it with the release
+//! profile; `cargo bench --profile dev` uses the debug one), or `SKY_BENCH_BINARY`. Needs root
+//! and `ip netns`; without them it says so and measures nothing.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
 use sky_launch::binary::{LocalBinary, REMOTE_SKY_BINARY, distribute};
 use sky_provider::{CloudProvider, CommandRunner, ProvisionRequest};
 use sky_provider_testkit::netns::NetnsHosts;
 
-fn bench(c: &mut Criterion) {
+fn main() {
+    let runs: usize = std::env::var("SKY_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5)
+        .max(1);
     let Some(hosts) = NetnsHosts::up(3) else {
         eprintln!("distribute bench: no namespace hosts here (needs root and `ip netns`)");
         return;
@@ -80,15 +87,22 @@ fn bench(c: &mut Criterion) {
             let _ = std::fs::remove_dir_all(host.home.join(".sky/bin"));
         }
     };
-    let timed = |work: &dyn Fn(), iters: u64, setup: &dyn Fn()| {
-        let mut total = Duration::ZERO;
-        for _ in 0..iters {
-            setup();
-            let t = Instant::now();
-            work();
-            total += t.elapsed();
-        }
-        total
+    let timed = |name: &str, work: &dyn Fn(), setup: &dyn Fn()| {
+        let mut times: Vec<Duration> = (0..runs)
+            .map(|_| {
+                setup();
+                let t = Instant::now();
+                work();
+                t.elapsed()
+            })
+            .collect();
+        times.sort();
+        println!(
+            "sky_binary_to_3_nodes/{name}: median {:.2?} (min {:.2?}, max {:.2?}, {runs} runs)",
+            times[times.len() / 2],
+            times[0],
+            times[times.len() - 1]
+        );
     };
     let before = || {
         rt.block_on(async {
@@ -116,25 +130,11 @@ fn bench(c: &mut Criterion) {
             );
         }
     };
-    let mut g = c.benchmark_group("sky_binary_to_3_nodes");
-    g.sample_size(10)
-        .warm_up_time(Duration::from_millis(1))
-        .measurement_time(Duration::from_secs(5));
-    g.bench_function("rsync_to_every_node", |b| {
-        b.iter_custom(|iters| timed(&before, iters, &|| clear(&hosts)))
-    });
+    timed("rsync_to_every_node", &before, &|| clear(&hosts));
     check(&hosts);
-    g.bench_function("gzip_to_head_then_pull", |b| {
-        b.iter_custom(|iters| timed(&after, iters, &|| clear(&hosts)))
-    });
+    timed("gzip_to_head_then_pull", &after, &|| clear(&hosts));
     check(&hosts);
-    g.bench_function("already_there", |b| {
-        b.iter_custom(|iters| timed(&after, iters, &|| {}))
-    });
-    g.finish();
+    timed("already_there", &after, &|| {});
     rt.block_on(p.terminate_instances(&h)).unwrap();
     drop(hosts);
 }
-
-criterion_group!(benches, bench);
-criterion_main!(benches);
