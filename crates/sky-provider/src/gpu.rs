@@ -17,11 +17,11 @@ pub struct GpuInfo {
     pub memory_mib: Option<u64>,
 }
 
-/// What [`probe_gpus`] runs on a node: the query (`name, memory.total` per GPU), falling back to
+/// What [`probe_gpus`] runs on a node: the query (`index, name, memory.total` per GPU), falling back to
 /// `nvidia-smi -L` where the query fails or prints nothing; prints nothing (and exits 0) on a
 /// node without `nvidia-smi`. [`parse_probe_output`] reads either.
 pub const PROBE_SCRIPT: &str = "command -v nvidia-smi >/dev/null 2>&1 || exit 0; \
-     q=$(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null); \
+     q=$(nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader 2>/dev/null); \
      if [ -n \"$q\" ]; then printf '%s\\n' \"$q\"; else nvidia-smi -L 2>/dev/null; fi; true";
 
 /// Runs [`PROBE_SCRIPT`] on a node and returns its GPUs as canonical names and counts, the
