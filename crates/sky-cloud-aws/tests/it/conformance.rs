@@ -170,7 +170,9 @@ fn power_hook(hosts: Arc<NetnsHosts>) -> (Hook, Arc<Mutex<Vec<String>>>) {
 #[tokio::test]
 async fn aws_passes_the_conformance_suite_against_moto() {
     let moto = moto_or_skip!();
-    let Some(hosts) = NetnsHosts::up_from(3, 4) else {
+    // Four hosts: the main cluster's two nodes, the second cluster's and the cancelled
+    // launch's instance (moto hands out the subnet's addresses in order).
+    let Some(hosts) = NetnsHosts::up_from(4, 4) else {
         // Loudly skipped above (or a panic under SKY_REQUIRE_EMULATORS=1): API checks only.
         return api_only(&moto.url()).await;
     };
