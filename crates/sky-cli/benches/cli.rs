@@ -23,7 +23,8 @@ fn populate(home: &Path, n: usize) {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let db_path = home.join(".sky/state.db");
+        // sky-rs keeps its own state beside SkyPilot's ~/.sky.
+        let db_path = home.join(".sky-rs/state.db");
         std::fs::create_dir_all(db_path.parent().expect("parent")).expect("mkdir");
         let db = sky_state::StateDb::open(&sky_state::StateDb::sqlite_url(&db_path))
             .await

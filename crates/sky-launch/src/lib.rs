@@ -996,10 +996,17 @@ pub fn catalog_with_providers(registry: &ProviderRegistry) -> Option<Catalog> {
     }
     let mut catalog: Option<Catalog> = None;
     for (cloud, rows) in extra {
-        let next = catalog
-            .as_ref()
-            .unwrap_or(bundled)
-            .with_extra_cloud(&cloud, &rows);
+        // Read as the provider's own profile says (default instance types, zones): a
+        // third-party cloud's rules apply to its table without a built-in profile.
+        let base = catalog.as_ref().unwrap_or(bundled);
+        let next = match registry.get(&cloud) {
+            Some(p) => {
+                let mut profile = p.profile();
+                profile.id = cloud.clone().into();
+                base.with_extra_cloud_profile(&profile, &rows)
+            }
+            None => base.with_extra_cloud(&cloud, &rows),
+        };
         catalog = Some(next);
     }
     catalog
