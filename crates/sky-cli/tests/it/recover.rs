@@ -49,7 +49,9 @@ pub(crate) fn head_agents(home: &Home) -> Vec<String> {
     let pid = |p: &String| p.split(':').next().unwrap_or_default().to_string();
     let pids: Vec<String> = all.iter().map(pid).collect();
     all.into_iter()
-        .filter(|p| parent(&pid(p)).is_none_or(|pp| !pids.contains(&pp)))
+        // A process gone since the listing (a forked child that has already exec'd a job and
+        // ended, say) is no agent: only live processes whose parent is not an agent count.
+        .filter(|p| parent(&pid(p)).is_some_and(|pp| !pids.contains(&pp)))
         .collect()
 }
 
