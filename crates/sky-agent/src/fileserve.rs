@@ -20,6 +20,9 @@ use crate::{AgentError, Token};
 const TOKEN_DEADLINE: Duration = Duration::from_secs(10);
 /// The longest token line read.
 const TOKEN_LINE_MAX: u64 = 512;
+/// Connections handled at once; one more is closed at once (a flood cannot hold the head's
+/// memory or sockets while the workers wait).
+const MAX_CONNECTIONS: usize = 64;
 
 /// What [`serve_file`] serves, where and for how long.
 #[derive(Clone, Debug)]
@@ -92,6 +95,13 @@ pub async fn serve_file(opts: ServeFile) -> Result<ServeReport, AgentError> {
             }
             accepted = listener.accept() => {
                 let Ok((stream, peer)) = accepted else { continue };
+                while tasks.try_join_next().is_some() {}
+                if tasks.len() >= MAX_CONNECTIONS {
+                    eprintln!("refused {peer}: {MAX_CONNECTIONS} connections already open");
+                    report.refused += 1;
+                    drop(stream);
+                    continue;
+                }
                 let (token, file, done) = (token.clone(), file.clone(), done_tx.clone());
                 tasks.spawn(async move {
                     let ok = match serve_one(stream, &token, &file).await {
