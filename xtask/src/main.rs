@@ -93,6 +93,11 @@ fn prerequisites(root: &Path) -> Result<()> {
             "export DEBIAN_FRONTEND=noninteractive; apt-get install -y openssh-server rsync >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y openssh-server rsync >/dev/null; }",
         ]))?;
     }
+    // Debian's Chromium for the managed-jobs dashboard's headless test.
+    let chromium = root.join("scripts/install-chromium.sh");
+    if chromium.exists() {
+        run(Command::new("bash").arg(&chromium))?;
+    }
     // moto's venv (created once; the AWS tests start their own servers from it).
     let moto = root.join("scripts/moto.sh");
     if moto.exists() && !Path::new("/tmp/sky-emulators/moto-venv/bin/moto_server").exists() {
