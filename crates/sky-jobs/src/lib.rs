@@ -1,0 +1,20 @@
+//! Managed jobs: a controller that provisions a cluster for each task of a submitted job,
+//! watches it, recovers it from preemption and failures (`EAGER_NEXT_REGION`, `FAILOVER`,
+//! `max_restarts_on_errors`, `recover_on_exit_codes`), runs pipelines task after task, and
+//! cleans up. The decisions are a pure, idempotent state machine ([`reconcile`]); the effects
+//! go through a [`ClusterDriver`] (the real one, [`LaunchDriver`], drives `sky_launch`); the
+//! truth is in `sky-state`, written before every effect so a killed controller resumes every
+//! job on restart without running a task twice or leaking a cluster.
+
+mod controller;
+mod driver;
+mod logs;
+mod model;
+pub mod reconcile;
+
+pub use controller::{Controller, ControllerConfig};
+pub use driver::{
+    ClusterDriver, ClusterHealth, ClusterJob, DriverError, DriverErrorKind, DriverLaunch,
+    DriverLaunched, LaunchDriver, Probe,
+};
+pub use model::*;

@@ -1,0 +1,1 @@
+//! The pure, idempotent decision function of a task's lifecycle.
