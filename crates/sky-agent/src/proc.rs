@@ -74,8 +74,19 @@ pub(crate) struct Spawned {
     output: tokio::net::unix::pipe::Receiver,
 }
 
+/// The variable that marks job processes (`1`), so a cloud's preemption notice can signal
+/// them and not the agent: `sky_provider::JOB_PROCESS_ENV`.
+pub(crate) const JOB_PROCESS_ENV: &str = "SKY_JOB_PROCESS";
+/// The variable that gives jobs the path of their node's preemption notice file:
+/// `sky_provider::PREEMPTION_NOTICE_ENV`.
+pub(crate) const PREEMPTION_NOTICE_ENV: &str = "SKYPILOT_PREEMPTION_NOTICE_FILE";
+/// Where the notice is, relative to the node's home: `sky_provider::PREEMPTION_NOTICE_FILE`.
+pub(crate) const PREEMPTION_NOTICE_FILE: &str = ".sky/preemption_notice";
+
 /// Starts `bash -c script` with `HOME=home`, cwd `home/sky_workdir` (or `home`), `env` added,
-/// stdin closed, stdout+stderr merged, in a new process group.
+/// stdin closed, stdout+stderr merged, in a new process group. The process is marked as a job
+/// ([`JOB_PROCESS_ENV`]) and told where a preemption notice would appear
+/// ([`PREEMPTION_NOTICE_ENV`]); neither can be overridden by `env`.
 pub(crate) fn spawn_bash(
     script: &str,
     env: &[(String, String)],
@@ -96,6 +107,8 @@ pub(crate) fn spawn_bash(
         .current_dir(cwd)
         .env("HOME", home)
         .envs(env.iter().map(|(k, v)| (k, v)))
+        .env(JOB_PROCESS_ENV, "1")
+        .env(PREEMPTION_NOTICE_ENV, home.join(PREEMPTION_NOTICE_FILE))
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err))
@@ -284,6 +297,25 @@ mod tests {
         assert_eq!(code, 3);
         let out = String::from_utf8(out).unwrap();
         assert_eq!(out, format!("out\nerr\n{} bar\n", home.path().display()));
+    }
+
+    #[tokio::test]
+    async fn jobs_are_marked_and_told_where_the_preemption_notice_is() {
+        let home = tempfile::tempdir().unwrap();
+        let sp = spawn_bash(
+            "echo \"$SKY_JOB_PROCESS $SKYPILOT_PREEMPTION_NOTICE_FILE\"",
+            &[(JOB_PROCESS_ENV.into(), "0".into())],
+            home.path(),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        assert_eq!(wait_streaming(sp, |c| out.extend_from_slice(c)).await, 0);
+        let want = format!("1 {}/.sky/preemption_notice\n", home.path().display());
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        // The names are the provider contract's (a cloud's notice finds jobs by them).
+        assert_eq!(JOB_PROCESS_ENV, sky_provider::JOB_PROCESS_ENV);
+        assert_eq!(PREEMPTION_NOTICE_ENV, sky_provider::PREEMPTION_NOTICE_ENV);
+        assert_eq!(PREEMPTION_NOTICE_FILE, sky_provider::PREEMPTION_NOTICE_FILE);
     }
 
     #[tokio::test]

@@ -275,6 +275,20 @@ pub struct SelfStopFile {
 /// Where [`SelfStopFile`] lives on a head node, relative to its home.
 pub const SELF_STOP_FILE: &str = ".sky/self_stop.json";
 
+/// Where a cloud that announces preemptions leaves the notice on each node, relative to the
+/// node's home: the deadline in unix seconds (decimal text). See
+/// [`CloudProvider::preemption_notice`].
+pub const PREEMPTION_NOTICE_FILE: &str = ".sky/preemption_notice";
+
+/// The variable that gives every job process the absolute path of [`PREEMPTION_NOTICE_FILE`]
+/// on its node (set by sky-agent on any cloud; the file exists only while a notice is up).
+pub const PREEMPTION_NOTICE_ENV: &str = "SKYPILOT_PREEMPTION_NOTICE_FILE";
+
+/// The variable sky-agent sets (to `1`) on the processes of jobs it runs, so a cloud can tell
+/// them from the agents and other node processes (a preemption notice signals only jobs).
+/// Processes a provider starts on a node itself MUST NOT carry it.
+pub const JOB_PROCESS_ENV: &str = "SKY_JOB_PROCESS";
+
 /// One row a cloud without a bundled catalog offers to the optimizer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Offering {
@@ -397,6 +411,17 @@ pub trait CloudProvider: Send + Sync + fmt::Debug + 'static {
     /// Removes what `open_ports` created (called before termination).
     async fn cleanup_ports(&self, _h: &ClusterHandle) -> Result<(), ProvisionError> {
         Ok(())
+    }
+
+    /// The deadline (unix seconds) of a preemption this cloud has announced for the cluster
+    /// and not yet carried out, or `None` (no notice, or a cloud that gives none: the
+    /// default). While a notice is up the nodes still answer `query_instances` as before; the
+    /// job processes have been told (SIGTERM and [`PREEMPTION_NOTICE_FILE`] on the nodes,
+    /// where the cloud can). The managed-jobs controller treats a job that fails while a
+    /// notice is up as preempted. MUST be cheap (no node contacted) and MUST NOT change
+    /// anything the cluster's owner can see.
+    async fn preemption_notice(&self, _h: &ClusterHandle) -> Result<Option<i64>, ProvisionError> {
+        Ok(None)
     }
 
     /// A runner for one node (rank order as in `query_instances`).
@@ -883,6 +908,7 @@ mod tests {
             assert_eq!(e.kind, ProvisionErrorKind::NotSupported);
             assert!(p.cleanup_ports(&h).await.is_ok());
             assert!(p.discover_clusters().await.unwrap().is_empty());
+            assert_eq!(p.preemption_notice(&h).await.unwrap(), None);
         });
         assert!(p.offerings().is_empty());
     }
