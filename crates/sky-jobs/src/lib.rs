@@ -6,13 +6,19 @@
 //! truth is in `sky-state`, written before every effect so a killed controller resumes every
 //! job on restart without running a task twice or leaking a cluster.
 
+pub mod client;
 mod controller;
+pub mod daemon;
 mod driver;
 mod logs;
 mod model;
+pub mod protocol;
 pub mod reconcile;
+pub mod server;
 
+pub use client::{ControllerInfo, JobsClient};
 pub use controller::{Controller, ControllerConfig};
+pub use daemon::DaemonOptions;
 pub use driver::{
     ClusterDriver, ClusterHealth, ClusterJob, DriverError, DriverErrorKind, DriverLaunch,
     DriverLaunched, LaunchDriver, Probe,
