@@ -13,6 +13,7 @@
 //! environment, no clock, no network, no processes. Catalog-dependent checks (unknown
 //! accelerator names, zones outside a region) live in `sky-optimizer`.
 
+pub mod buckets;
 mod cli;
 mod clouds;
 mod emit;

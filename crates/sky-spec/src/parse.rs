@@ -325,6 +325,10 @@ fn launch_problems(ctx: &mut Ctx, t: &Task, root: &str) {
         let p = child(&mounts, dst);
         if let Some(n) = s.name.as_deref().filter(|n| is_uri(n)) {
             ctx.err(&child(&p, "name"), format!("storage name {n:?} is a URI; put a bucket URI in `source:` and leave `name:` for a bucket name"));
+        } else if let Some(n) = s.name.as_deref()
+            && let Err(e) = crate::buckets::check_name_for(s.store.as_deref(), n)
+        {
+            ctx.err(&child(&p, "name"), e);
         }
         if s.source.is_empty() {
             if s.mode == StorageMode::Copy {

@@ -249,7 +249,7 @@ fn storage_is_loaded_as_written_and_constructed_at_launch() {
     for (body, path) in [
         ("  /b:\n    name: null\n", "$.file_mounts[\"/b\"]"),
         (
-            "  /b:\n    mode: COPY\n    name: bk\n",
+            "  /b:\n    mode: COPY\n    name: bkt\n",
             "$.file_mounts[\"/b\"].source",
         ),
         ("  /b:\n    name: s3://x\n", "$.file_mounts[\"/b\"].name"),
@@ -259,13 +259,23 @@ fn storage_is_loaded_as_written_and_constructed_at_launch() {
             "$.file_mounts[\"/b\"].name",
         ),
         (
-            "  /b:\n    name: bk\n    source: s3://other\n",
+            "  /b:\n    name: bkt\n    source: s3://other\n",
             "$.file_mounts[\"/b\"].name",
         ),
         (
-            "  /b:\n    name: bk\n    source: [./a, s3://b]\n",
+            "  /b:\n    name: bkt\n    source: [./a, s3://b]\n",
             "$.file_mounts[\"/b\"].source[1]",
         ),
+        // Bucket name rules per store (sky_spec::buckets).
+        (
+            "  /b:\n    name: my_bucket\n    store: s3\n",
+            "$.file_mounts[\"/b\"].name",
+        ),
+        (
+            "  /b:\n    name: my.ctr\n    store: azure\n",
+            "$.file_mounts[\"/b\"].name",
+        ),
+        ("  /b:\n    name: bk\n", "$.file_mounts[\"/b\"].name"),
     ] {
         let text = mounts(body);
         check(&text).unwrap_or_else(|d| panic!("{body}: a valid file:\n{d}"));
@@ -274,9 +284,9 @@ fn storage_is_loaded_as_written_and_constructed_at_launch() {
     }
     // A name for a new bucket, empty or uploaded: valid at both stages.
     for body in [
-        "  /b:\n    name: bk\n",
-        "  /b:\n    name: bk\n    source: ./data\n    store: VastData\n",
-        "  /b:\n    name: bk\n    source: [./a, ./b]\n    mode: copy\n",
+        "  /b:\n    name: bkt\n",
+        "  /b:\n    name: bkt\n    source: ./data\n    store: VastData\n",
+        "  /b:\n    name: bkt\n    source: [./a, ./b]\n    mode: copy\n",
     ] {
         let text = mounts(body);
         check(&text).unwrap_or_else(|d| panic!("{body}\n{d}"));
