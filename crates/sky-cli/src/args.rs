@@ -352,6 +352,112 @@ pub struct Later {
     pub rest: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct JobsLaunchArgs {
+    /// A task or pipeline YAML, or a command to run.
+    #[arg(value_name = "YAML|COMMAND")]
+    pub entrypoint: Vec<String>,
+    /// Recovery strategy: EAGER_NEXT_REGION (default) or FAILOVER (overrides the YAML's
+    /// `job_recovery`).
+    #[arg(long = "job-recovery", value_name = "STRATEGY")]
+    pub job_recovery: Option<String>,
+    /// Submit and return; do not stream the job's logs.
+    #[arg(short = 'd', long = "detach-run")]
+    pub detach_run: bool,
+    /// Skip the confirmation prompt.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// Plan only: print the considered resources of each task and exit.
+    #[arg(long)]
+    pub dryrun: bool,
+    /// End the job when it has run this long (90s, 30m, 2h, or seconds).
+    #[arg(long = "max-duration", value_name = "DURATION")]
+    pub max_duration: Option<String>,
+    /// Keep a failed task's cluster this long for debugging (30m), then tear it down.
+    #[arg(long = "keep-on-failure", value_name = "DURATION")]
+    pub keep_on_failure: Option<String>,
+    #[command(flatten)]
+    pub task: TaskOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsQueueArgs {
+    /// Jobs of all users.
+    #[arg(short = 'a', long = "all-users", visible_alias = "all")]
+    pub all_users: bool,
+    /// Hide finished jobs.
+    #[arg(short = 's', long = "skip-finished")]
+    pub skip_finished: bool,
+    /// Output format: table (default) or json.
+    #[arg(short = 'o', long = "output", default_value = "table")]
+    pub output: String,
+    /// Only these job ids.
+    pub job_ids: Vec<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsLogsArgs {
+    /// The job (default: the latest).
+    #[arg(conflicts_with = "name")]
+    pub job_id: Option<u64>,
+    /// The latest job of this name.
+    #[arg(short = 'n', long)]
+    pub name: Option<String>,
+    /// The controller's events for the job instead of its output.
+    #[arg(long)]
+    pub controller: bool,
+    /// Follow until the job ends (default).
+    #[arg(long, overrides_with = "no_follow")]
+    pub follow: bool,
+    /// Print what is there and exit.
+    #[arg(long = "no-follow")]
+    pub no_follow: bool,
+    /// Only this task of a pipeline (0-based).
+    #[arg(long)]
+    pub task: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsCancelArgs {
+    /// Job ids.
+    pub job_ids: Vec<u64>,
+    /// The jobs of this name.
+    #[arg(short = 'n', long, conflicts_with = "job_ids")]
+    pub name: Option<String>,
+    /// Every unfinished job (yours; with --all-users everyone's).
+    #[arg(short = 'a', long, conflicts_with_all = ["job_ids", "name"])]
+    pub all: bool,
+    /// With -a: every user's jobs.
+    #[arg(short = 'u', long = "all-users")]
+    pub all_users: bool,
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
+/// `sky jobs controller run` (started by the CLI).
+#[derive(Debug, Args)]
+pub struct JobsControllerArgs {
+    /// `run`.
+    pub action: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Submit a task or pipeline as a managed job.
+    Launch(Box<JobsLaunchArgs>),
+    /// Show managed jobs.
+    Queue(JobsQueueArgs),
+    /// Stream a managed job's logs (kept after the job and its cluster are gone).
+    Logs(JobsLogsArgs),
+    /// Cancel managed jobs.
+    Cancel(JobsCancelArgs),
+    /// Print the URL of the jobs dashboard.
+    Dashboard,
+    /// The controller daemon (started by the other `sky jobs` commands).
+    #[command(hide = true)]
+    Controller(JobsControllerArgs),
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Launch a cluster and run a task (`--dryrun` plans only).
@@ -392,8 +498,9 @@ pub enum Command {
     /// The node agent (started on nodes by `sky launch`).
     #[command(hide = true)]
     Agent(AgentArgs),
-    /// Managed jobs.
-    Jobs(Later),
+    /// Managed jobs: tasks and pipelines a controller runs, recovers and cleans up.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
     /// Services.
     Serve(Later),
     /// Storage buckets.

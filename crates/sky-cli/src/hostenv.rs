@@ -80,6 +80,16 @@ impl HostEnv {
         }
     }
 
+    /// Every variable of this environment (what a process the CLI starts inherits).
+    pub fn vars(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The process's working directory (relative paths of a task are resolved against it).
+    pub fn cwd(&self) -> PathBuf {
+        std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"))
+    }
+
     pub fn var(&self, name: &str) -> Option<&str> {
         self.vars
             .get(name)

@@ -7,7 +7,7 @@
 //!
 //! Modules are layered, and no module uses one above it: `args` (clap structs, no logic) ←
 //! shared services (`hostenv`, `exit`, `table`, `progress`, `taskload`, `clouds`, `recover`,
-//! `agentcfg`, `names`, `interrupt`, `backend`, `stream`, `sshconfig`) ← commands (`cmd::*`,
+//! `agentcfg`, `names`, `interrupt`, `backend`, `stream`, `sshconfig`, `plan`, `jobsctl`) ← commands (`cmd::*`,
 //! one module per command group, which never use each other) ← dispatch ([`run`], here).
 
 mod agentcfg;
@@ -18,9 +18,11 @@ mod cmd;
 pub mod exit;
 pub mod hostenv;
 mod interrupt;
+mod jobsctl;
 #[cfg(test)]
 mod modgraph;
 mod names;
+mod plan;
 mod progress;
 mod recover;
 mod sshconfig;
@@ -35,7 +37,7 @@ use clap::Parser;
 pub use crate::hostenv::HostEnv;
 use crate::{
     args::{Cli, Command, GpusCommand},
-    cmd::{agent, check, cluster, gpus, launch, queue, ssh, validate},
+    cmd::{agent, check, cluster, gpus, jobs, launch, queue, ssh, validate},
     exit::not_available,
 };
 
@@ -94,7 +96,7 @@ fn dispatch(env: &HostEnv, command: Command, command_line: &str) -> i32 {
         Command::Ssh(args) => ssh::ssh(env, &args),
         Command::CostReport(args) => cluster::cost_report(env, &args),
         Command::Agent(args) => agent::agent(env, &args),
-        Command::Jobs(_) => not_available("jobs", "managed jobs"),
+        Command::Jobs(cmd) => jobs::jobs(env, &cmd, command_line),
         Command::Serve(_) => not_available("serve", "serving"),
         Command::Storage(_) => not_available("storage", "storage"),
     }

@@ -88,6 +88,7 @@ pub fn status(env: &HostEnv, args: &StatusArgs) -> i32 {
         let now = env.now_secs();
         if records.is_empty() {
             println!("No existing clusters.");
+            println!("{}", crate::jobsctl::status_line(env).await);
             return exit::OK;
         }
         println!("Clusters");
@@ -136,6 +137,7 @@ pub fn status(env: &HostEnv, args: &StatusArgs) -> i32 {
             t.row(row);
         }
         t.print();
+        println!("{}", crate::jobsctl::status_line(env).await);
         exit::OK
     })
 }

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod check;
 pub mod cluster;
 pub mod gpus;
+pub mod jobs;
 pub mod launch;
 pub mod queue;
 pub mod ssh;

@@ -484,7 +484,7 @@ fn show_gpus_lists_prices() {
 
 #[test]
 fn later_commands_say_so() {
-    let o = Home::new(&[]).sky(&["jobs", "launch", "x.yaml"]);
+    let o = Home::new(&[]).sky(&["serve", "up", "x.yaml"]);
     let (_, err) = text(&o);
     assert_eq!(code(&o), 5);
     assert!(err.contains("not available yet"), "{err}");
