@@ -4,7 +4,7 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// The named cluster does not exist.
+    /// The named cluster (or the managed job) does not exist.
     NotFound,
     /// The write clashes with what is stored (e.g. creating a cluster whose name is taken).
     Conflict,
@@ -26,6 +26,14 @@ pub enum Error {
     NotFound {
         /// The cluster name that was looked up.
         name: String,
+    },
+    /// See [`ErrorKind::NotFound`]: no managed job with that id.
+    #[error(
+        "find managed job {job_id} in the state database; run `sky jobs queue -a` to list managed jobs"
+    )]
+    ManagedJobNotFound {
+        /// The job id that was looked up.
+        job_id: i64,
     },
     /// See [`ErrorKind::Conflict`].
     #[error("create cluster {name:?}: a cluster with that name already exists")]
@@ -96,7 +104,7 @@ impl Error {
     /// The category a caller can branch on.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::NotFound { .. } | Error::ManagedJobNotFound { .. } => ErrorKind::NotFound,
             Error::Conflict { .. } => ErrorKind::Conflict,
             Error::InvalidUrl { .. } => ErrorKind::InvalidUrl,
             Error::Damaged { .. } => ErrorKind::Damaged,

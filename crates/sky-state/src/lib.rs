@@ -2,7 +2,8 @@
 //!
 //! It stores clusters (status INIT / UP / STOPPED, the provider's handle as JSON, resources,
 //! autostop, launch time, last use), the cluster history with usage intervals that
-//! `sky cost-report` prices, and per-cluster events. The database is SQLite at
+//! `sky cost-report` prices, per-cluster events, and the managed jobs of `sky jobs` (jobs, their
+//! tasks and the controller's events; see [`ManagedJobRow`]). The database is SQLite at
 //! `~/.sky-rs/state.db` by default (WAL, a busy timeout, foreign keys) or PostgreSQL when a
 //! `db:` URL is configured; both run the same statements behind one [`StateDb`] API, and both
 //! carry embedded, versioned migrations that are applied on [`StateDb::open`]. Used by
@@ -13,6 +14,7 @@
 //! on SQLite, row locks on PostgreSQL), so concurrent `sky` processes never lose updates.
 
 mod error;
+mod managed;
 mod ops;
 mod schema;
 #[cfg(feature = "testing")]
@@ -31,6 +33,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteSy
 
 use error::Context;
 pub use error::{Error, ErrorKind, Result};
+pub use managed::{
+    MANAGED_TERMINAL_STATUSES, ManagedEvent, ManagedJob, ManagedJobFilter, ManagedJobRow,
+    ManagedTaskRow,
+};
 
 /// How long a SQLite writer waits for another writer (another `sky` process) before failing.
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -663,6 +669,20 @@ mod send_checks {
             cost_report(1),
             update_cluster("x", |c| c.num_nodes += 1),
             close(),
+            get_managed_job(1),
+            update_managed_job(1, |j, t| {
+                j.cancel_requested = true;
+                t.clear();
+            }),
+            add_managed_event(1, Some(0), 1, "k", "m"),
+            managed_events(1),
         );
+        let db3 = db.clone();
+        spawnable(async move {
+            db3.insert_managed_job(&ManagedJobRow::default(), &[ManagedTaskRow::default()])
+                .await
+        });
+        let db4 = db.clone();
+        spawnable(async move { db4.list_managed_jobs(&ManagedJobFilter::default()).await });
     }
 }

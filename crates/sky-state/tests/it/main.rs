@@ -2,6 +2,7 @@
 //! server binaries are installed, against a throwaway PostgreSQL (see `src/testing.rs`).
 
 mod damaged;
+mod managed;
 #[path = "../../src/testing.rs"]
 mod pg;
 mod suite;
@@ -101,7 +102,7 @@ macro_rules! backend_tests {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let f = crate::Fixture::sqlite();
-                    crate::suite::$name(&f).await;
+                    crate::$name(&f).await;
                 }
             )*
         }
@@ -112,14 +113,28 @@ macro_rules! backend_tests {
                     let Some(f) = crate::Fixture::postgres(stringify!($name)).await else {
                         return;
                     };
-                    crate::suite::$name(&f).await;
+                    crate::$name(&f).await;
                 }
             )*
         }
     };
 }
 
+use managed::{
+    managed_crud_and_filters, managed_events, managed_ids_never_reused, managed_insert_is_atomic,
+    managed_update_read_modify_write,
+};
+use suite::{
+    concurrent_writers, cost_report_math, create_conflict, crud, events, migrations_idempotent,
+    relaunch_gets_new_incarnation, schema_too_new, status_and_usage_intervals,
+};
+
 backend_tests!(
+    managed_crud_and_filters,
+    managed_ids_never_reused,
+    managed_insert_is_atomic,
+    managed_update_read_modify_write,
+    managed_events,
     crud,
     create_conflict,
     status_and_usage_intervals,

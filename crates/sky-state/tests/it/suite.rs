@@ -342,7 +342,7 @@ pub async fn schema_too_new(f: &Fixture) {
             err,
             Error::SchemaTooNew {
                 found: 99,
-                supported: 1
+                supported: 2
             }
         ),
         "{err}"
