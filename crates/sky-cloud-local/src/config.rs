@@ -38,6 +38,9 @@ pub struct ZoneConfig {
     /// zones that set it.
     pub preempt_after_seconds: Option<f64>,
     pub preempt_action: PreemptAction,
+    /// That many seconds before a simulated preemption, the nodes get a preemption notice (the
+    /// file `~/.sky/preemption_notice` and SIGTERM to the job processes); 0 (default): none.
+    pub preempt_notice_seconds: f64,
     /// The config path of this zone (`local.regions[0].zones[1]`), for messages.
     pub path: String,
 }
@@ -76,6 +79,7 @@ impl Default for LocalConfig {
                     fail: None,
                     preempt_after_seconds: None,
                     preempt_action: PreemptAction::Stop,
+                    preempt_notice_seconds: 0.0,
                     path: "local".into(),
                 }],
             }],
@@ -285,6 +289,7 @@ fn parse_regions(p: &mut Problems, v: &Value) -> Vec<RegionConfig> {
                         fail: None,
                         preempt_after_seconds: None,
                         preempt_action: PreemptAction::Stop,
+                        preempt_notice_seconds: 0.0,
                         path: path.clone(),
                     }]
                 })
@@ -324,6 +329,7 @@ fn parse_zones(p: &mut Problems, rpath: &str, v: &Value) -> Vec<ZoneConfig> {
                 "fail",
                 "preempt_after_seconds",
                 "preempt_action",
+                "preempt_notice_seconds",
             ],
         );
         let name = p.string(&format!("{path}.name"), obj.get("name"));
@@ -340,6 +346,23 @@ fn parse_zones(p: &mut Problems, rpath: &str, v: &Value) -> Vec<ZoneConfig> {
         let price = num(p, "price", false).unwrap_or(0.0);
         let spot_price = num(p, "spot_price", false);
         let preempt_after_seconds = num(p, "preempt_after_seconds", true);
+        let preempt_notice_seconds = num(p, "preempt_notice_seconds", false).unwrap_or(0.0);
+        if preempt_notice_seconds > 0.0 {
+            let key = format!("{path}.preempt_notice_seconds");
+            match preempt_after_seconds {
+                None if !obj.contains_key("preempt_after_seconds") => p.push(
+                    &key,
+                    "a preemption notice needs preempt_after_seconds in the same zone (set it, or remove this key)",
+                ),
+                Some(after) if preempt_notice_seconds > after => p.push(
+                    &key,
+                    format!(
+                        "expected at most preempt_after_seconds ({after}), got {preempt_notice_seconds}"
+                    ),
+                ),
+                _ => {}
+            }
+        }
         let fail = match obj.get("fail") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => match s.as_str() {
@@ -382,6 +405,7 @@ fn parse_zones(p: &mut Problems, rpath: &str, v: &Value) -> Vec<ZoneConfig> {
                 fail,
                 preempt_after_seconds,
                 preempt_action,
+                preempt_notice_seconds,
                 path,
             });
         }
@@ -464,6 +488,50 @@ mod tests {
         assert!(
             e.to_string()
                 .contains("local.regions[0].zones[1].fail: expected one of capacity, quota, auth")
+        );
+    }
+
+    #[test]
+    fn preemption_notice_is_validated() {
+        let c = LocalConfig::from_json(&json!({"regions": [{"name": "r", "zones": [
+            {"name": "a", "preempt_after_seconds": 60, "preempt_notice_seconds": 30},
+            {"name": "b", "preempt_after_seconds": 60}
+        ]}]}))
+        .unwrap();
+        assert_eq!(c.zone("r", "a").unwrap().preempt_notice_seconds, 30.0);
+        assert_eq!(c.zone("r", "b").unwrap().preempt_notice_seconds, 0.0);
+        let e = LocalConfig::from_json(&json!({"regions": [{"name": "r", "zones": [
+            {"name": "a", "preempt_notice_seconds": "soon"},
+            {"name": "b", "preempt_notice_seconds": 5},
+            {"name": "c", "preempt_after_seconds": 10, "preempt_notice_seconds": 11},
+            {"name": "d", "preempt_after_seconds": 10, "preempt_notice_seconds": -1}
+        ]}]}))
+        .unwrap_err();
+        let got: Vec<(&str, &str)> = e
+            .problems
+            .iter()
+            .map(|(p, m)| (p.as_str(), m.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "local.regions[0].zones[0].preempt_notice_seconds",
+                    "expected a non-negative number, got \"soon\""
+                ),
+                (
+                    "local.regions[0].zones[1].preempt_notice_seconds",
+                    "a preemption notice needs preempt_after_seconds in the same zone (set it, or remove this key)"
+                ),
+                (
+                    "local.regions[0].zones[2].preempt_notice_seconds",
+                    "expected at most preempt_after_seconds (10), got 11"
+                ),
+                (
+                    "local.regions[0].zones[3].preempt_notice_seconds",
+                    "expected a non-negative number, got -1"
+                ),
+            ]
         );
     }
 

@@ -363,6 +363,11 @@ impl LocalProvider {
                         PreemptAction::Stop => "stop".into(),
                         PreemptAction::Terminate => "terminate".into(),
                     },
+                    preempt_notice_seconds: if req.use_spot {
+                        zone.preempt_notice_seconds
+                    } else {
+                        0.0
+                    },
                     created_at: now,
                 },
             )?;
@@ -427,10 +432,25 @@ impl LocalProvider {
         };
         let cluster_dir = self.layout.cluster_dir(name);
         process::kill_watchdogs(&cluster_dir);
+        // The nodes' clock of preemption starts when they were last marked running (the
+        // same reference `preempt_if_due` and `preemption_notice` use).
+        let since = dirs
+            .iter()
+            .filter_map(|(_, d)| nodes::read_state(d))
+            .map(|(_, at)| at)
+            .fold(f64::NAN, f64::max);
+        let now = process::now_unix();
+        let since = if since.is_finite() { since } else { now };
+        let deadline = since + after;
+        let notice = meta.preempt_notice_seconds.clamp(0.0, after);
         let script = watchdog_script(
             &cluster_dir,
             &self.layout.addresses_dir(),
-            after,
+            &Timeline {
+                until_notice: (deadline - notice - now).max(0.0),
+                notice,
+                deadline: deadline.ceil() as i64,
+            },
             &meta.preempt_action,
         );
         // Without a watchdog, query_instances still applies the preemption when it is due.
@@ -466,11 +486,48 @@ fn shell_quote(p: &Path) -> String {
     sky_provider::shell_quote(&p.to_string_lossy())
 }
 
-/// The preemption watchdog: after `after` seconds, does to the cluster what a spot preemption
-/// would (mark stopped and kill every node process, or also remove everything).
-fn watchdog_script(cluster_dir: &Path, addresses: &Path, after: f64, action: &str) -> String {
+/// When the watchdog acts, from its start: the notice (if any), then the preemption.
+#[derive(Clone, Copy, Debug)]
+struct Timeline {
+    /// Seconds until the notice (or, without one, until the preemption).
+    until_notice: f64,
+    /// Seconds of notice (0: none).
+    notice: f64,
+    /// The preemption's deadline (unix seconds), written into the notice files.
+    deadline: i64,
+}
+
+/// The preemption watchdog: with a notice configured, `notice` seconds before the deadline it
+/// writes the deadline to every node's [`sky_provider::PREEMPTION_NOTICE_FILE`] and sends
+/// SIGTERM to the job processes (those tagged with the node and
+/// [`sky_provider::JOB_PROCESS_ENV`]; agents and other node processes are left alone); at the
+/// deadline it does to the cluster what a spot preemption would (mark stopped and kill every
+/// node process, or also remove everything).
+fn watchdog_script(cluster_dir: &Path, addresses: &Path, t: &Timeline, action: &str) -> String {
     let c = shell_quote(cluster_dir);
     let a = shell_quote(addresses);
+    let notice = if t.notice > 0.0 {
+        format!(
+            r#"for d in "$C"/node-*; do
+  [ -d "$d/.sky" ] && printf '%s\n' {deadline} > "$d/{file}.tmp$$" && mv -f "$d/{file}.tmp$$" "$d/{file}"
+done
+for p in /proc/[0-9]*; do
+  pid=${{p#/proc/}}; [ "$pid" = "$$" ] && continue
+  e=$(tr '\0' '\n' < "$p/environ" 2>/dev/null) || continue
+  printf '%s\n' "$e" | grep -qF -- "{marker}=$C/node-" || continue
+  printf '%s\n' "$e" | grep -qxF -- "{job}=1" && kill -TERM "$pid" 2>/dev/null
+done
+sleep {notice}
+"#,
+            deadline = t.deadline,
+            file = sky_provider::PREEMPTION_NOTICE_FILE,
+            marker = NODE_MARKER_ENV,
+            job = sky_provider::JOB_PROCESS_ENV,
+            notice = t.notice,
+        )
+    } else {
+        String::new()
+    };
     let mark = if action == "terminate" {
         String::new()
     } else {
@@ -485,8 +542,8 @@ fn watchdog_script(cluster_dir: &Path, addresses: &Path, after: f64, action: &st
     };
     format!(
         r#"C={c}; A={a}
-sleep {after}
-{mark}
+sleep {until}
+{notice}{mark}
 k() {{
   for f in "$C"/node-*/.sky/pids/*; do [ -e "$f" ] && kill -$1 -- -"${{f##*/}}" 2>/dev/null; done
   for p in /proc/[0-9]*; do
@@ -498,6 +555,7 @@ k TERM; sleep 2; k KILL
 {finish}
 "#,
         marker = NODE_MARKER_ENV,
+        until = t.until_notice,
     )
 }
 
@@ -703,6 +761,13 @@ impl CloudProvider for LocalProvider {
             )));
         }
         for (rank, dir) in &dirs {
+            // A notice belongs to the run it announced the end of.
+            nodes::clear_notice(dir).map_err(|e| {
+                ProvisionError::other(format!(
+                    "start local node {rank} of {}: clear its preemption notice: {e}",
+                    h.cluster_name
+                ))
+            })?;
             nodes::write_state(dir, STATE_RUNNING).map_err(|e| {
                 ProvisionError::other(format!(
                     "start local node {rank} of {}: {e}",
@@ -728,6 +793,38 @@ impl CloudProvider for LocalProvider {
                 format!("terminate local cluster {}: {problem}", h.cluster_name),
             )),
         }
+    }
+
+    /// The deadline of the simulated preemption once its notice is due (from the nodes' notice
+    /// files, or from their metadata when the watchdog has not written them yet), while some
+    /// node is still running; `None` before the notice, after the preemption, and on
+    /// clusters without a notice configured.
+    async fn preemption_notice(&self, h: &ClusterHandle) -> Result<Option<i64>, ProvisionError> {
+        self.check_name(&h.cluster_name_on_cloud)?;
+        let now = process::now_unix();
+        for (_, dir) in self.layout.node_dirs(&h.cluster_name_on_cloud) {
+            let Some((state, since)) = nodes::read_state(&dir) else {
+                continue;
+            };
+            if state != STATE_RUNNING {
+                continue;
+            }
+            if let Some(deadline) = nodes::read_notice(&dir)
+                && deadline as f64 >= since
+            {
+                return Ok(Some(deadline));
+            }
+            let Some(meta) = nodes::read_meta(&dir) else {
+                continue;
+            };
+            if let Some(after) = meta.preempt_after_seconds
+                && meta.preempt_notice_seconds > 0.0
+                && now >= since + after - meta.preempt_notice_seconds
+            {
+                return Ok(Some((since + after).ceil() as i64));
+            }
+        }
+        Ok(None)
     }
 
     async fn open_ports(

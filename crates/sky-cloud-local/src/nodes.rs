@@ -33,6 +33,9 @@ pub struct NodeMeta {
     pub preempt_after_seconds: Option<f64>,
     /// `stop` or `terminate`.
     pub preempt_action: String,
+    /// Seconds of preemption notice before each simulated preemption (0: none).
+    #[serde(default)]
+    pub preempt_notice_seconds: f64,
     pub created_at: f64,
 }
 
@@ -202,6 +205,23 @@ pub(crate) fn record_pid(node: &Path, pid: u32, argv: &[String]) -> io::Result<(
         dir.join(pid.to_string()),
         format!("{start}\n{}\n", argv.join(" ")),
     )
+}
+
+/// The deadline in the node's preemption notice file, if there is one.
+pub(crate) fn read_notice(node: &Path) -> Option<i64> {
+    std::fs::read_to_string(node.join(sky_provider::PREEMPTION_NOTICE_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Removes the node's preemption notice file (absent is fine).
+pub(crate) fn clear_notice(node: &Path) -> io::Result<()> {
+    match std::fs::remove_file(node.join(sky_provider::PREEMPTION_NOTICE_FILE)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 pub(crate) fn clear_pids(node: &Path) -> io::Result<()> {

@@ -63,6 +63,11 @@ impl NodeEnv<'_> {
         cmd.current_dir(self.home)
             .env("HOME", self.home)
             .env("PWD", self.home);
+        // What the provider starts on a node (agents, commands) is never a job, even when the
+        // caller itself runs inside a job (a controller on a cluster of its own): a
+        // preemption notice must not signal it. A caller may still set the marker in `env`.
+        cmd.env_remove(sky_provider::JOB_PROCESS_ENV)
+            .env_remove(sky_provider::PREEMPTION_NOTICE_ENV);
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
         cmd.env(NODE_MARKER_ENV, self.home)
             .env("SKY_LOCAL_NODE_IP", self.address)

@@ -4,6 +4,7 @@ mod capacity;
 mod discover;
 mod failures;
 mod lifecycle;
+mod notice;
 mod runner;
 
 use std::path::Path;
