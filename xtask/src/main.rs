@@ -115,6 +115,11 @@ fn prerequisites(root: &Path) -> Result<()> {
             .env("MOTO_PORT", "5999"))?;
         let _ = std::fs::remove_dir_all(&emu);
     }
+    // fake-gcs-server and Azurite for sky-storage's tests (installed once; the tests start them).
+    let storage = root.join("scripts/storage-emulators.sh");
+    if storage.exists() {
+        run(Command::new("bash").arg(&storage).arg("install"))?;
+    }
     Ok(())
 }
 
