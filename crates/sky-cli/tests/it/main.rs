@@ -503,6 +503,7 @@ mod aws;
 mod binary;
 mod clusters;
 mod hardening;
+mod jobs;
 mod loader;
 mod recover;
 mod sched;

@@ -1,0 +1,436 @@
+//! Managed jobs end to end through the `sky` binary on the local cloud: the controller daemon
+//! the CLI starts, spot recovery (EAGER_NEXT_REGION, FAILOVER), restarts on errors,
+//! `recover_on_exit_codes`, pipelines, cancel, logs after the end, bad input.
+//!
+//! Each test has its own HOME; the controller polls fast (`SKY_JOBS_*` variables) and exits
+//! soon after it is idle; the test's guard stops it and tears down what is left.
+
+use std::{
+    path::PathBuf,
+    process::Output,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::{Home, code, text};
+
+/// A HOME with a `local:` topology and the fast controller settings.
+struct Jobs {
+    home: Home,
+    /// Outside every node: where jobs keep their progress.
+    progress: PathBuf,
+}
+
+const FAST: &[(&str, &str)] = &[
+    ("SKY_JOBS_POLL_SECONDS", "0.2"),
+    ("SKY_JOBS_RETRY_SECONDS", "0.5"),
+    ("SKY_JOBS_FAILURE_GRACE_SECONDS", "0.5"),
+    ("SKY_JOBS_CONTROLLER_IDLE_SECONDS", "5"),
+];
+
+impl Jobs {
+    fn new(config: &str) -> Jobs {
+        let home = Home::new(&[]);
+        home.write(".sky/config.yaml", config);
+        let progress = home.path().join("progress");
+        std::fs::create_dir_all(&progress).unwrap();
+        Jobs { home, progress }
+    }
+
+    fn sky(&self, args: &[&str]) -> Output {
+        self.sky_with(&[], args)
+    }
+
+    fn sky_with(&self, extra: &[(&str, &str)], args: &[&str]) -> Output {
+        let mut vars: Vec<(&str, &str)> = FAST.to_vec();
+        vars.extend_from_slice(extra);
+        self.home.sky_env(self.home.path(), &vars, args)
+    }
+
+    fn task(&self, name: &str, body: &str) -> String {
+        self.home.task(
+            name,
+            &body.replace("PROGRESS", &self.progress.display().to_string()),
+        )
+    }
+
+    /// Submits with `-d -y`; returns the job id.
+    fn submit(&self, args: &[&str]) -> u64 {
+        let mut all = vec!["jobs", "launch", "-d", "-y"];
+        all.extend_from_slice(args);
+        let o = self.sky(&all);
+        let (out, err) = text(&o);
+        assert_eq!(code(&o), 0, "jobs launch {args:?}:\n{out}{err}");
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("Managed job ID: "))
+            .unwrap_or_else(|| panic!("no job id in:\n{err}"));
+        line["Managed job ID: ".len()..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// `sky jobs queue -a -o json`, job `id`.
+    fn job(&self, id: u64) -> Value {
+        let o = self.sky(&["jobs", "queue", "-a", "-o", "json"]);
+        let (out, err) = text(&o);
+        assert_eq!(code(&o), 0, "{out}{err}");
+        let jobs: Vec<Value> = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        jobs.into_iter()
+            .find(|j| j["id"] == id)
+            .unwrap_or_else(|| panic!("job {id} not in the queue: {out}"))
+    }
+
+    /// Polls until job `id`'s status satisfies `done` (at most `secs`); returns the job.
+    fn wait(&self, id: u64, secs: u64, done: impl Fn(&str) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let j = self.job(id);
+            let st = j["status"].as_str().unwrap_or_default().to_string();
+            if done(&st) {
+                return j;
+            }
+            if Instant::now() > deadline {
+                let log = text(&self.sky(&[
+                    "jobs",
+                    "logs",
+                    "--controller",
+                    "--no-follow",
+                    &id.to_string(),
+                ]));
+                panic!(
+                    "job {id} still {st} after {secs}s: {j}\ncontroller log:\n{}{}",
+                    log.0, log.1
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn wait_terminal(&self, id: u64) -> Value {
+        self.wait(id, 180, |s| {
+            matches!(
+                s,
+                "SUCCEEDED"
+                    | "CANCELLED"
+                    | "FAILED"
+                    | "FAILED_SETUP"
+                    | "FAILED_PRECHECKS"
+                    | "FAILED_NO_RESOURCE"
+                    | "FAILED_CONTROLLER"
+            )
+        })
+    }
+
+    fn lines(&self, file: &str) -> Vec<String> {
+        std::fs::read_to_string(self.progress.join(file))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    /// The clusters `sky status` lists.
+    fn clusters(&self) -> String {
+        text(&self.sky(&["status"])).0
+    }
+}
+
+impl Drop for Jobs {
+    /// Stops the controller (it would relaunch what `sky down` removes), then `Home`'s drop
+    /// tears the clusters down.
+    fn drop(&mut self) {
+        let info = self.home.path().join(".sky-rs/jobs/controller.json");
+        if let Ok(t) = std::fs::read_to_string(&info)
+            && let Ok(v) = serde_json::from_str::<Value>(&t)
+            && let Some(pid) = v["pid"].as_u64()
+        {
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::path::Path::new(&format!("/proc/{pid}")).exists()
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// Three regions of one spot zone each, r1 cheapest; spot nodes are preempted `after`
+/// seconds after they start.
+fn spot_regions(after: u32) -> String {
+    let mut s = String::from("local:\n  regions:\n");
+    for (i, r) in ["r1", "r2", "r3"].iter().enumerate() {
+        s.push_str(&format!(
+            "    - name: {r}\n      zones:\n        - {{name: {r}-a, price: {}, preempt_after_seconds: {after}}}\n",
+            i + 1
+        ));
+    }
+    s
+}
+
+/// A spot job that waits to be preempted on its first two attempts and finishes on the third;
+/// every attempt appends its cluster info and task id to a file outside the node.
+const SPOT_JOB: &str = "name: spotjob
+resources:
+  cloud: local
+  use_spot: true
+run: |
+  echo \"$SKYPILOT_CLUSTER_INFO|$SKYPILOT_TASK_ID|$SKYPILOT_MANAGED_JOB_ID\" >> PROGRESS/attempts
+  n=$(wc -l < PROGRESS/attempts)
+  if [ \"$n\" -lt 3 ]; then sleep 600; fi
+  echo finished after $n attempts
+";
+
+/// (region, task id, managed job id) of each attempt.
+fn attempts(j: &Jobs) -> Vec<(String, String, String)> {
+    j.lines("attempts")
+        .iter()
+        .map(|l| {
+            let parts: Vec<&str> = l.split('|').collect();
+            let info: Value = serde_json::from_str(parts[0]).unwrap_or(Value::Null);
+            (
+                info["region"].as_str().unwrap_or_default().to_string(),
+                parts.get(1).copied().unwrap_or_default().to_string(),
+                parts.get(2).copied().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn spot_job_recovers(strategy: &str) -> Vec<(String, String, String)> {
+    let j = Jobs::new(&spot_regions(4));
+    let task = j.task("spot.yaml", SPOT_JOB);
+    let id = j.submit(&["--job-recovery", strategy, &task]);
+    let done = j.wait_terminal(id);
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(done["recovery_count"], 2, "{done}");
+    let att = attempts(&j);
+    assert_eq!(att.len(), 3, "progress kept outside the node: {att:?}");
+    // SKYPILOT_TASK_ID is stable across recoveries; SKYPILOT_MANAGED_JOB_ID is the job's id.
+    assert!(
+        att.iter().all(|a| a.1 == att[0].1 && !a.1.is_empty()),
+        "{att:?}"
+    );
+    assert!(att.iter().all(|a| a.2 == id.to_string()), "{att:?}");
+    // The logs are kept after the job ended and its cluster is gone.
+    let o = j.sky(&["jobs", "logs", "--no-follow", &id.to_string()]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 0, "{err}");
+    assert!(out.contains("finished after 3 attempts"), "{out}{err}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while j.clusters().contains(&format!("spotjob-{id}")) {
+        assert!(Instant::now() < deadline, "cluster left: {}", j.clusters());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    att
+}
+
+#[test]
+fn a_spot_job_preempted_twice_moves_region_under_eager_next_region() {
+    let att = spot_job_recovers("EAGER_NEXT_REGION");
+    assert_eq!(att[0].0, "r1", "{att:?}");
+    assert_ne!(
+        att[1].0, att[0].0,
+        "relaunched in the preempted region: {att:?}"
+    );
+    assert_ne!(
+        att[2].0, att[1].0,
+        "relaunched in the preempted region: {att:?}"
+    );
+}
+
+#[test]
+fn a_spot_job_preempted_twice_stays_in_its_region_under_failover() {
+    let att = spot_job_recovers("FAILOVER");
+    assert!(att.iter().all(|a| a.0 == "r1"), "{att:?}");
+}
+
+const ONE_REGION: &str =
+    "local:\n  regions:\n    - name: lab\n      zones:\n        - {name: lab-a}\n";
+
+#[test]
+fn max_restarts_on_errors_gives_four_attempts_then_failed() {
+    let j = Jobs::new(ONE_REGION);
+    let task = j.task(
+        "fail.yaml",
+        "name: flaky\nresources:\n  job_recovery:\n    max_restarts_on_errors: 3\nrun: |\n  echo x >> PROGRESS/tries\n  exit 1\n",
+    );
+    let id = j.submit(&[&task]);
+    let done = j.wait_terminal(id);
+    assert_eq!(done["status"], "FAILED", "{done}");
+    assert_eq!(j.lines("tries").len(), 4, "{done}");
+}
+
+#[test]
+fn recover_on_exit_codes_recovers_on_those_codes_only() {
+    let j = Jobs::new(ONE_REGION);
+    let task = j.task(
+        "codes.yaml",
+        "name: codes\nresources:\n  job_recovery:\n    recover_on_exit_codes: [33]\nrun: |\n  echo x >> PROGRESS/tries\n  n=$(wc -l < PROGRESS/tries)\n  if [ \"$n\" -eq 1 ]; then exit 33; fi\n  exit 7\n",
+    );
+    let id = j.submit(&[&task]);
+    let done = j.wait_terminal(id);
+    assert_eq!(done["status"], "FAILED", "{done}");
+    assert_eq!(j.lines("tries").len(), 2, "33 recovered, 7 did not: {done}");
+}
+
+#[test]
+fn a_two_task_pipeline_runs_in_order_and_streams_to_the_end() {
+    let j = Jobs::new(ONE_REGION);
+    let task = j.task(
+        "pipe.yaml",
+        "name: pipe\n---\nname: prep\nrun: echo prep >> PROGRESS/order; echo prep-out\n---\nname: train\nrun: echo train >> PROGRESS/order; echo train-out\n",
+    );
+    // Without -d the CLI streams the logs until the job ends, and exits 0 on success.
+    let o = j.sky(&["jobs", "launch", "-y", &task]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 0, "{out}{err}");
+    assert!(
+        out.contains("prep-out") && out.contains("train-out"),
+        "{out}{err}"
+    );
+    assert_eq!(j.lines("order"), vec!["prep", "train"]);
+    let o = j.sky(&["jobs", "queue"]);
+    let (q, _) = text(&o);
+    assert!(q.contains("↳ prep") && q.contains("↳ train"), "{q}");
+    assert_eq!(q.matches("SUCCEEDED").count(), 3, "{q}");
+}
+
+#[test]
+fn cancel_while_launching_running_and_pending() {
+    // Launching: no zone has capacity, the controller keeps retrying.
+    let j = Jobs::new(
+        "local:\n  regions:\n    - name: lab\n      zones:\n        - {name: lab-a, fail: capacity}\n",
+    );
+    let id = j.submit(&["echo never"]);
+    j.wait(id, 60, |s| s == "STARTING" || s == "PENDING");
+    let o = j.sky(&["jobs", "cancel", "-y", &id.to_string()]);
+    assert_eq!(code(&o), 0, "{:?}", text(&o));
+    assert_eq!(j.wait_terminal(id)["status"], "CANCELLED");
+    // Cancelling it again says it had ended; an unknown id is an error naming it.
+    let (out, _) = text(&j.sky(&["jobs", "cancel", "-y", &id.to_string()]));
+    assert!(out.contains("already ended"), "{out}");
+    let o = j.sky(&["jobs", "cancel", "-y", "9999"]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 3, "{out}{err}");
+    assert!(err.contains("9999"), "{err}");
+
+    // Running, and a pipeline whose second task is still pending.
+    let j = Jobs::new(ONE_REGION);
+    let task = j.task(
+        "long.yaml",
+        "name: long\n---\nname: first\nrun: echo up >> PROGRESS/up; sleep 600\n---\nname: second\nrun: echo second >> PROGRESS/second\n",
+    );
+    let id = j.submit(&[&task]);
+    let running = j.wait(id, 120, |s| s == "RUNNING");
+    assert_eq!(running["tasks"][1]["status"], "PENDING", "{running}");
+    let o = j.sky(&["jobs", "cancel", "-y", &id.to_string()]);
+    assert_eq!(code(&o), 0, "{:?}", text(&o));
+    let done = j.wait_terminal(id);
+    assert_eq!(done["status"], "CANCELLED", "{done}");
+    assert_eq!(done["tasks"][1]["status"], "CANCELLED", "{done}");
+    assert!(j.lines("second").is_empty(), "the pending task ran");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while j.clusters().contains(&format!("first-{id}")) {
+        assert!(Instant::now() < deadline, "cluster left: {}", j.clusters());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn bad_input_is_refused_and_nothing_is_recorded() {
+    let j = Jobs::new(ONE_REGION);
+    let bad = j.task(
+        "bad.yaml",
+        "name: bad\nresources:\n  cpus: lots\nrun: echo\n",
+    );
+    let o = j.sky(&["jobs", "launch", "-y", &bad]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 3, "{out}{err}");
+    assert!(err.contains(&bad) && err.contains("cpus"), "{err}");
+    let good = j.task("good.yaml", "name: good\nrun: echo hi\n");
+    let o = j.sky(&["jobs", "launch", "-y", "--job-recovery", "SIDEWAYS", &good]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 3, "{out}{err}");
+    assert!(
+        err.contains("--job-recovery") && err.contains("SIDEWAYS"),
+        "{err}"
+    );
+    let o = j.sky(&["jobs", "launch", "-y", "--max-duration", "soon", &good]);
+    let (_, err) = text(&o);
+    assert_eq!(code(&o), 3, "{err}");
+    assert!(err.contains("--max-duration soon"), "{err}");
+    // --dryrun plans and records nothing.
+    let o = j.sky(&["jobs", "launch", "--dryrun", &good]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 0, "{out}{err}");
+    assert!(
+        out.contains("Considered resources") && out.contains("Dryrun finished."),
+        "{out}"
+    );
+    let o = j.sky(&["jobs", "queue"]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 0, "{out}{err}");
+    assert!(out.contains("No managed jobs found."), "{out}");
+    let o = j.sky(&["jobs", "logs", "--no-follow", "42"]);
+    let (_, err) = text(&o);
+    assert_eq!(code(&o), 3, "{err}");
+    assert!(err.contains("42"), "{err}");
+    // `sky status` mentions the controller.
+    let (out, _) = text(&j.sky(&["status"]));
+    assert!(out.contains("Managed jobs controller: running"), "{out}");
+}
+
+#[test]
+fn a_controller_that_cannot_start_is_a_clear_error() {
+    let j = Jobs::new(ONE_REGION);
+    let good = j.task("good.yaml", "name: good\nrun: echo hi\n");
+    // An address of no interface here: binding it fails (nothing is sent anywhere).
+    let o = j.sky_with(
+        &[("SKY_JOBS_CONTROLLER_LISTEN", "192.0.2.1:9")],
+        &["jobs", "launch", "-y", "-d", &good],
+    );
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 1, "{out}{err}");
+    assert!(
+        err.contains("jobs controller failed to start") && err.contains("192.0.2.1:9"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_controller_serves_only_with_its_token() {
+    let j = Jobs::new(ONE_REGION);
+    assert_eq!(code(&j.sky(&["jobs", "queue"])), 0);
+    let jobs_home = j.home.path().join(".sky-rs/jobs");
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(jobs_home.join("controller.json")).unwrap())
+            .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let token_file = info["token_file"].as_str().unwrap();
+    let mode = std::fs::metadata(token_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let ask = |token: &str| {
+        use std::io::{BufRead, Write};
+        let mut s = std::net::TcpStream::connect(info["addr"].as_str().unwrap()).unwrap();
+        s.write_all(format!("{{\"token\":\"{token}\"}}\n{{\"op\":\"ping\"}}\n").as_bytes())
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(s).read_line(&mut line).unwrap();
+        line
+    };
+    assert!(ask("wrong").contains("unauthorized"), "{}", ask("wrong"));
+    let token = std::fs::read_to_string(token_file).unwrap();
+    assert!(
+        ask(token.trim()).contains("\"kind\":\"pong\""),
+        "{}",
+        ask(token.trim())
+    );
+}
