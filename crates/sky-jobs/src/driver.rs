@@ -147,38 +147,205 @@ impl LaunchDriver {
     }
 }
 
-fn not_built() -> DriverError {
-    DriverError::new(DriverErrorKind::Other, "the launch driver is not built yet")
+/// The launcher's error as the controller branches on it.
+pub fn map_launch_error(e: &sky_launch::LaunchError) -> DriverError {
+    use sky_launch::LaunchErrorKind as L;
+    let kind = match e.kind {
+        L::InvalidTask | L::FailoverStopped | L::AgentRefused => DriverErrorKind::Precheck,
+        L::NoResources => DriverErrorKind::NoResources,
+        L::Cancelled => DriverErrorKind::Cancelled,
+        L::Agent | L::Unreachable | L::Provider | L::Runtime | L::State | L::Io => {
+            DriverErrorKind::Transient
+        }
+        _ => DriverErrorKind::Other,
+    };
+    DriverError::new(kind, e.to_string())
+}
+
+/// The task a launch submits: named after the attempt, the controller's envs and secrets
+/// added (a value given here wins over the task's), pinned to `region` when asked.
+pub fn task_for_launch(req: &DriverLaunch) -> sky_spec::Task {
+    let mut task = req.task.clone();
+    task.name = Some(req.job_name.clone());
+    for (k, v) in &req.envs {
+        if req.secret_keys.contains(k) {
+            task.secrets.insert(k.clone(), v.clone());
+        } else {
+            task.envs.insert(k.clone(), v.clone());
+        }
+    }
+    if let Some((cloud, region)) = &req.region {
+        let pin = |r: &mut sky_spec::Resources| {
+            r.cloud = Some(cloud.clone());
+            r.region = Some(region.clone());
+        };
+        match &mut task.resources {
+            sky_spec::ResourceChoice::Single(r) => pin(r),
+            sky_spec::ResourceChoice::AnyOf(v) | sky_spec::ResourceChoice::Ordered(v) => {
+                v.retain(|r| r.cloud.as_deref().is_none_or(|c| c == cloud));
+                v.iter_mut().for_each(pin);
+            }
+        }
+    }
+    task
+}
+
+fn is_absent(e: &sky_launch::LaunchError) -> bool {
+    e.kind == sky_launch::LaunchErrorKind::NoSuchCluster
 }
 
 #[async_trait]
 impl ClusterDriver for LaunchDriver {
     async fn launch(
         &self,
-        _req: &DriverLaunch,
-        _cancel: &CancellationToken,
+        req: &DriverLaunch,
+        cancel: &CancellationToken,
     ) -> Result<DriverLaunched, DriverError> {
-        Err(not_built())
+        let lr = sky_launch::LaunchRequest {
+            blocked: req.blocked.clone(),
+            command_line: format!("sky jobs launch (managed job task {})", req.job_name),
+            ..sky_launch::LaunchRequest::new(task_for_launch(req), req.cluster.clone())
+        };
+        let l = self
+            .backend
+            .launch(&lr, cancel, &sky_launch::Quiet)
+            .await
+            .map_err(|e| map_launch_error(&e))?;
+        let p = &l.handle.provider;
+        Ok(DriverLaunched {
+            cloud: p.cloud.clone(),
+            region: p.region.clone(),
+            zone: p.zone.clone(),
+            cluster_job_id: l.job_id,
+        })
     }
-    async fn probe(&self, _cluster: &str, _cluster_job_id: u64) -> Result<Probe, DriverError> {
-        Err(not_built())
+
+    async fn probe(&self, cluster: &str, cluster_job_id: u64) -> Result<Probe, DriverError> {
+        let token = CancellationToken::new();
+        let rec = match self
+            .backend
+            .refresh(cluster, &token, &sky_launch::Quiet)
+            .await
+        {
+            Ok(Some(rec)) => rec,
+            Ok(None) => {
+                return Ok(Probe {
+                    cluster: ClusterHealth::Gone,
+                    job: None,
+                    preemption_notice: false,
+                });
+            }
+            Err(e) if is_absent(&e) => {
+                return Ok(Probe {
+                    cluster: ClusterHealth::Gone,
+                    job: None,
+                    preemption_notice: false,
+                });
+            }
+            Err(e) => return Err(map_launch_error(&e)),
+        };
+        let handle = sky_launch::Backend::stored_handle(&rec).map_err(|e| map_launch_error(&e))?;
+        let preemption_notice = match self.backend.registry.get(&handle.provider.cloud) {
+            Some(p) => matches!(p.preemption_notice(&handle.provider).await, Ok(Some(_))),
+            None => false,
+        };
+        if rec.status != sky_state::ClusterStatus::Up {
+            return Ok(Probe {
+                cluster: ClusterHealth::NotUp,
+                job: None,
+                preemption_notice,
+            });
+        }
+        let jobs = self
+            .backend
+            .queue(cluster, true)
+            .await
+            .map_err(|e| map_launch_error(&e))?;
+        let job = jobs
+            .into_iter()
+            .find(|j| j.id == cluster_job_id)
+            .map(|j| ClusterJob {
+                status: j.status,
+                exit_codes: j.exit_codes,
+            });
+        Ok(Probe {
+            cluster: ClusterHealth::Up,
+            job,
+            preemption_notice,
+        })
     }
-    async fn find_job(&self, _cluster: &str, _job_name: &str) -> Result<Option<u64>, DriverError> {
-        Err(not_built())
+
+    async fn find_job(&self, cluster: &str, job_name: &str) -> Result<Option<u64>, DriverError> {
+        match self.backend.record(cluster).await {
+            Ok(rec) if rec.status == sky_state::ClusterStatus::Up => {}
+            Ok(_) => return Ok(None),
+            Err(e) if is_absent(&e) => return Ok(None),
+            Err(e) => return Err(map_launch_error(&e)),
+        }
+        let jobs = self
+            .backend
+            .queue(cluster, true)
+            .await
+            .map_err(|e| map_launch_error(&e))?;
+        Ok(jobs
+            .into_iter()
+            .filter(|j| j.name.as_deref() == Some(job_name))
+            .map(|j| j.id)
+            .max())
     }
-    async fn cancel_job(&self, _cluster: &str, _cluster_job_id: u64) -> Result<(), DriverError> {
-        Err(not_built())
+
+    async fn cancel_job(&self, cluster: &str, cluster_job_id: u64) -> Result<(), DriverError> {
+        match self
+            .backend
+            .cancel(cluster, vec![cluster_job_id], false)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_absent(&e) => Ok(()),
+            Err(e) => Err(map_launch_error(&e)),
+        }
     }
-    async fn down(&self, _cluster: &str) -> Result<(), DriverError> {
-        Err(not_built())
+
+    async fn down(&self, cluster: &str) -> Result<(), DriverError> {
+        let token = CancellationToken::new();
+        match self
+            .backend
+            .down(cluster, false, &token, &sky_launch::Quiet)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_absent(&e) => Ok(()),
+            Err(e) => Err(map_launch_error(&e)),
+        }
     }
+
     async fn stream_logs(
         &self,
-        _cluster: &str,
-        _cluster_job_id: u64,
-        _out: &Path,
-        _cancel: &CancellationToken,
+        cluster: &str,
+        cluster_job_id: u64,
+        out: &Path,
+        cancel: &CancellationToken,
     ) -> Result<(), DriverError> {
-        Err(not_built())
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out)
+            .map_err(|e| {
+                DriverError::new(
+                    DriverErrorKind::Other,
+                    format!("cannot open the job log {}: {e}", out.display()),
+                )
+            })?;
+        let mut sink = |b: &[u8]| {
+            let _ = f.write_all(b);
+        };
+        let follow = self
+            .backend
+            .logs(cluster, Some(cluster_job_id), true, None, &mut sink);
+        tokio::select! {
+            r = follow => r.map(drop).map_err(|e| map_launch_error(&e)),
+            () = cancel.cancelled() => Ok(()),
+        }
     }
 }

@@ -52,6 +52,8 @@ fn gone() -> Result<Probe, DriverError> {
     })
 }
 
+type LaunchRule = (Vec<Blocked>, Option<(String, String)>);
+
 /// A scripted world answering the effects; a probe with nothing scripted is SUCCEEDED.
 #[derive(Default)]
 struct World {
@@ -59,7 +61,7 @@ struct World {
     probes: VecDeque<Result<Probe, DriverError>>,
     found: Option<u64>,
     /// (blocked, region) of every launch.
-    launched: Vec<(Vec<Blocked>, Option<(String, String)>)>,
+    launched: Vec<LaunchRule>,
     downs: Vec<Option<u64>>,
     cancel_at_step: Option<usize>,
     statuses: Vec<ManagedJobStatus>,
