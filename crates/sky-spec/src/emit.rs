@@ -299,6 +299,9 @@ fn resources_yaml(r: &Resources) -> Yaml {
     if let Some(c) = r.max_hourly_cost {
         put(&mut h, "max_hourly_cost", Yaml::Real(fmt_f64(c)));
     }
+    if let Some(d) = r.max_duration {
+        put(&mut h, "max_duration", int(d));
+    }
     if let Some(p) = r.priority {
         put(&mut h, "priority", Yaml::Integer(i64::from(p)));
     }

@@ -32,6 +32,7 @@ use indexmap::IndexMap;
 pub use cli::{TaskOverrides, apply_overrides, parse_env_arg, parse_env_file, task_from_command};
 pub use clouds::{CLOUDS, canonical_cloud};
 pub use model::*;
+pub use resources::parse_duration;
 pub use yaml_load::{MAX_YAML_BYTES, YamlLoadError, load_yaml};
 
 /// Values given on the command line that the task loader merges before substitution.

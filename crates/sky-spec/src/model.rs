@@ -158,6 +158,9 @@ pub struct Resources {
     pub job_recovery: Option<JobRecovery>,
     pub autostop: Option<Autostop>,
     pub max_hourly_cost: Option<f64>,
+    /// `max_duration` (a sky-rs extension for managed jobs), in seconds: a job running longer
+    /// is ended with its own failure reason. `None` = no limit.
+    pub max_duration: Option<u64>,
     /// -1000..=1000, default 0.
     pub priority: Option<i32>,
     /// Resource keys SkyPilot accepts that this model does not interpret (`local_disk`,
@@ -187,6 +190,7 @@ impl Default for Resources {
             job_recovery: None,
             autostop: None,
             max_hourly_cost: None,
+            max_duration: None,
             priority: None,
             extra: IndexMap::new(),
         }

@@ -32,6 +32,7 @@ pub(crate) const SINGLE_KEYS: &[&str] = &[
     "labels",
     "autostop",
     "max_hourly_cost",
+    "max_duration",
     "priority",
     "priority_class",
     "local_disk",
@@ -446,6 +447,7 @@ fn parse_single(ctx: &mut Ctx, fields: &[Field], acc: Option<AcceleratorRequest>
                 Some(c) if c.is_finite() && c > 0.0 => r.max_hourly_cost = Some(c),
                 _ => ctx.err(p, format!("max_hourly_cost must be a positive number (dollars per hour), found {}", show(v))),
             },
+            "max_duration" => r.max_duration = parse_max_duration(ctx, v, p),
             "priority" => r.priority = expect_int(ctx, v, p, -1000, 1000).map(|i| i as i32),
             other if EXTRA_KEYS.contains(&other) => {
                 if let Some(j) = to_json(ctx, v, p) {
@@ -940,6 +942,68 @@ pub(crate) fn parse_job_recovery(ctx: &mut Ctx, y: &Yaml, path: &str) -> Option<
     }
 }
 
+/// A duration in whole seconds: `90s`, `30m`, `2h`, `1d` (a decimal number with an optional
+/// unit s, m, h or d, any case; `1.5h` = 5400) or plain seconds (`3600`). Zero, negative and
+/// unitless garbage are errors; the message says what is expected (callers prefix the field
+/// or flag it came from). Used for `resources.max_duration` and the CLI's `--max-duration` /
+/// `--keep-on-failure`.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let expected = || {
+        format!("expected a duration such as 90s, 30m, 2h, 1d or a number of seconds, got {s:?}")
+    };
+    let (num, mult) = match t.chars().last() {
+        Some('s' | 'S') => (&t[..t.len() - 1], 1.0),
+        Some('m' | 'M') => (&t[..t.len() - 1], 60.0),
+        Some('h' | 'H') => (&t[..t.len() - 1], 3600.0),
+        Some('d' | 'D') => (&t[..t.len() - 1], 86_400.0),
+        Some(_) => (t, 1.0),
+        None => return Err(expected()),
+    };
+    let num = num.trim_end();
+    let digits_ok = !num.is_empty()
+        && num.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && num.bytes().filter(|&b| b == b'.').count() <= 1
+        && num.bytes().any(|b| b.is_ascii_digit());
+    if !digits_ok {
+        return Err(expected());
+    }
+    let v: f64 = num.parse().map_err(|_| expected())?;
+    let secs = (v * mult).round();
+    if !secs.is_finite() || secs > u64::MAX as f64 / 2.0 {
+        return Err(format!("duration {s:?} is too long"));
+    }
+    if secs < 1.0 {
+        return Err(format!("duration must be at least 1 second, got {s:?}"));
+    }
+    Ok(secs as u64)
+}
+
+fn parse_max_duration(ctx: &mut Ctx, y: &Yaml, path: &str) -> Option<u64> {
+    let text = match y {
+        Yaml::Integer(i) => i.to_string(),
+        Yaml::Real(r) => r.clone(),
+        Yaml::String(s) => s.clone(),
+        other => {
+            ctx.err(
+                path,
+                format!(
+                    "expected a duration such as 90s, 30m, 2h, 1d or a number of seconds, found {}",
+                    show(other)
+                ),
+            );
+            return None;
+        }
+    };
+    match parse_duration(&text) {
+        Ok(secs) => Some(secs),
+        Err(e) => {
+            ctx.err(path, e);
+            None
+        }
+    }
+}
+
 /// `1h`, `30m`, `2d`, `1w`, or plain minutes.
 fn parse_time_minutes(s: &str) -> Option<u32> {
     let t = s.trim();
@@ -1190,5 +1254,52 @@ mod tests {
         assert_eq!(d[0].path, "$.resources.job_recovery.strategy");
         let (_, d) = res("job_recovery: {recover_on_exit_codes: [1, 1, 300]}");
         assert_eq!(d.len(), 2);
+    }
+
+    #[test]
+    fn durations() {
+        for (text, secs) in [
+            ("90s", 90),
+            ("30m", 1800),
+            ("2h", 7200),
+            ("1d", 86_400),
+            ("3600", 3600),
+            (" 1.5H ", 5400),
+            ("45 m", 2700),
+        ] {
+            assert_eq!(parse_duration(text), Ok(secs), "{text:?}");
+        }
+        for bad in ["", "h", "0", "0s", "-5m", "1w", "ten", "1.2.3s", "0.1s"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains(&format!("{bad:?}")), "{bad:?}: {e}");
+        }
+        assert!(
+            parse_duration("soon")
+                .unwrap_err()
+                .starts_with("expected a duration such as 90s")
+        );
+    }
+
+    #[test]
+    fn max_duration_in_resources() {
+        let (r, d) = res("max_duration: 2h");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(r.candidates()[0].max_duration, Some(7200));
+        let (r, _) = res("max_duration: 600");
+        assert_eq!(r.candidates()[0].max_duration, Some(600));
+        let (r, _) = res("cpus: 2");
+        assert_eq!(r.candidates()[0].max_duration, None);
+        let (_, d) = res("max_duration: forever");
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].path, "$.resources.max_duration");
+        assert!(d[0].message.contains("\"forever\""), "{}", d[0].message);
+        let (_, d) = res("max_duration: [1]");
+        assert_eq!(d[0].path, "$.resources.max_duration");
+        let (_, d) = res("any_of: [{cpus: 2, max_duration: 0}]");
+        assert!(
+            d.iter()
+                .any(|x| x.path.starts_with("$.resources.any_of[0].max_duration")),
+            "{d:?}"
+        );
     }
 }

@@ -90,6 +90,10 @@ fn single_resource_props() -> Value {
         "network_tier": ci_enum(&["standard", "best"]),
         "local_disk": {"type": "string"},
         "max_hourly_cost": {"type": "number", "exclusiveMinimum": 0},
+        "max_duration": {"anyOf": [
+            {"type": "integer", "minimum": 1},
+            {"type": "string", "pattern": "^\\s*[0-9]*\\.?[0-9]+\\s*[sSmMhHdD]?\\s*$"}],
+            "description": "sky-rs extension (managed jobs): end a job that runs longer; 90s, 30m, 2h, 1d or seconds"},
         "ports": ports,
         "labels": {"type": "object", "additionalProperties": {"type": "string"}},
         "image_id": {"anyOf": [{"type": "string"}, {"type": "object", "additionalProperties": {"type": "string"}}, {"type": "null"}]},

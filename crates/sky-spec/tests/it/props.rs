@@ -230,6 +230,7 @@ fn resources() -> impl Strategy<Value = Resources> {
                     hook_timeout: t
                 }),
         ]),
+        opt(1u64..10_000_000),
     );
     (loc, acc, compute, misc, policies).prop_map(
         |(
@@ -237,7 +238,7 @@ fn resources() -> impl Strategy<Value = Resources> {
             accelerators,
             (cpus, memory, instance_type),
             m,
-            (job_recovery, autostop),
+            (job_recovery, autostop, max_duration),
         )| {
             let (
                 use_spot,
@@ -301,6 +302,7 @@ fn resources() -> impl Strategy<Value = Resources> {
                 job_recovery,
                 autostop,
                 max_hourly_cost,
+                max_duration,
                 priority,
                 extra: IndexMap::new(),
             }
