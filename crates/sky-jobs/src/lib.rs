@@ -9,6 +9,7 @@
 pub mod client;
 mod controller;
 pub mod daemon;
+pub mod dashboard;
 mod driver;
 mod logs;
 mod model;
@@ -20,7 +21,7 @@ pub use client::{ControllerInfo, JobsClient};
 pub use controller::{Controller, ControllerConfig};
 pub use daemon::DaemonOptions;
 pub use driver::{
-    ClusterDriver, ClusterHealth, ClusterJob, DriverError, DriverErrorKind, DriverLaunch,
+    Blocked, ClusterDriver, ClusterHealth, ClusterJob, DriverError, DriverErrorKind, DriverLaunch,
     DriverLaunched, LaunchDriver, Probe,
 };
 pub use model::*;
