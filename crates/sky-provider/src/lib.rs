@@ -9,6 +9,7 @@
 //! `docs/specs/provider.md`.
 
 pub mod gpu;
+pub mod objstore;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,6 +25,8 @@ use sky_spec::model::{PortRange, Resources};
 /// launcher and optimizer check it before asking for a capability; a provider whose feature is
 /// `false` keeps the trait's `NotSupported` default.
 pub use sky_clouds::{CloudProfile, FeatureSet};
+
+pub use objstore::{ObjectStore, ObjectStoreError, ObjectStoreErrorKind};
 
 /// Why provisioning failed; failover branches on it.
 #[non_exhaustive]
