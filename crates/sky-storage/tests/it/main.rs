@@ -1,0 +1,8 @@
+//! sky-storage's integration tests: one conformance function run against every store
+//! (LocalDirStore, and S3 / GCS / Azure against moto, fake-gcs-server and Azurite started by
+//! the harness in `emulators.rs`), and the COPY engine (uploads, parallel ranged downloads,
+//! transient errors mid-download). Heavy: run under `flock /tmp/sky-heavy-tests.lock`.
+
+mod conformance;
+mod copy;
+mod emulators;
