@@ -728,6 +728,9 @@ impl Controller {
                 r = cancel.changed() => if r.is_err() { return Err(cancelled()) },
             }
         };
+        if *cancel.borrow() {
+            return Err(cancelled());
+        }
         let token = CancellationToken::new();
         let fut = self.driver.launch(req, &token);
         tokio::pin!(fut);
