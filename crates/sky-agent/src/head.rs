@@ -654,12 +654,15 @@ impl Head {
             ("SKYPILOT_NUM_NODES".to_string(), n.to_string()),
             ("SKYPILOT_INTERNAL_JOB_ID".into(), id.to_string()),
             ("SKYPILOT_USER".into(), spec.user.clone()),
-            (
-                "SKYPILOT_TASK_ID".into(),
-                format!("sky-{}_{}_{id}", job.run_timestamp, self.cluster.name),
-            ),
             ("SKYPILOT_CLUSTER_INFO".into(), cluster_info),
         ]);
+        // A task id the job brings (a managed job's, stable across its recoveries) wins.
+        if !spec.envs.iter().any(|(k, _)| k == "SKYPILOT_TASK_ID") {
+            base.push((
+                "SKYPILOT_TASK_ID".into(),
+                format!("sky-{}_{}_{id}", job.run_timestamp, self.cluster.name),
+            ));
+        }
         let log_dir = PathBuf::from(&job.record.log_dir);
         let mut setup_ran = false;
         let end = 'end: {

@@ -272,8 +272,8 @@ impl Controller {
             ended_at: None,
             failure_reason: None,
             cancel_requested: false,
-            spec: serde_json::to_string(&stored).map_err(|e| JobsError::state(e))?,
-            progress: serde_json::to_string(&prog).map_err(|e| JobsError::state(e))?,
+            spec: serde_json::to_string(&stored).map_err(JobsError::state)?,
+            progress: serde_json::to_string(&prog).map_err(JobsError::state)?,
             updated_at: now / 1000,
         };
         let tasks: Vec<ManagedTaskRow> = sub
@@ -561,7 +561,7 @@ impl Controller {
                 prog.tasks[i].cluster = cluster_name(&tname, id);
             }
             let task_id = format!("sky-managed-{submitted_at}_{name}_{id}-{i}");
-            let envs = vec![
+            let envs = [
                 ("SKYPILOT_TASK_ID".to_string(), task_id),
                 ("SKYPILOT_MANAGED_JOB_ID".to_string(), id.to_string()),
             ];
