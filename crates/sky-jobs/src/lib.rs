@@ -11,6 +11,7 @@ mod controller;
 pub mod daemon;
 pub mod dashboard;
 mod driver;
+pub mod fake;
 mod logs;
 mod model;
 pub mod protocol;
