@@ -442,3 +442,17 @@ async fn requests_without_the_cluster_token_are_refused_and_do_nothing() {
     // Neither a refused submit to the head nor a refused exec on the worker ran.
     assert!(!marker.exists());
 }
+
+#[tokio::test]
+async fn a_task_id_the_job_brings_wins_over_the_agents() {
+    let c = TestCluster::start(1).await;
+    let id = c
+        .submit(JobSpec {
+            envs: vec![("SKYPILOT_TASK_ID".into(), "sky-managed-1_train_7-0".into())],
+            ..run("echo task=$SKYPILOT_TASK_ID")
+        })
+        .await;
+    let text = c.logs(id).await;
+    assert_eq!(c.job(id).await.status, JobStatus::Succeeded, "{text}");
+    assert!(text.contains("task=sky-managed-1_train_7-0\n"), "{text}");
+}
