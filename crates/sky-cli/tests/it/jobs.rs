@@ -434,3 +434,38 @@ fn the_controller_serves_only_with_its_token() {
         ask(token.trim())
     );
 }
+
+/// `sky-jobs-controller-<FNV-1a of the user>` (the CLI's name for user `tester`).
+fn controller_cluster(user: &str) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in user.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("sky-jobs-controller-{h:08x}")
+}
+
+#[test]
+fn the_controller_on_its_own_cluster_runs_a_job_while_no_client_exists() {
+    let j = Jobs::new(&format!(
+        "{ONE_REGION}jobs:\n  controller:\n    resources:\n      cloud: local\n"
+    ));
+    let task = j.task(
+        "solo.yaml",
+        "name: solo\nrun: |\n  sleep 2\n  echo done >> PROGRESS/solo\n",
+    );
+    // Submitted with -d: the client has exited when this returns.
+    let id = j.submit(&[&task]);
+    // No controller runs on this machine's jobs home; its state lives on its node.
+    assert!(!j.home.path().join(".sky-rs/jobs/controller.json").exists());
+    let node = j.home.head_node(&controller_cluster("tester"));
+    assert!(node.join(".sky-rs/jobs/controller.json").exists());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while j.lines("solo").is_empty() {
+        assert!(Instant::now() < deadline, "the job did not run");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let done = j.wait_terminal(id);
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert!(node.join(".sky-rs/state.db").exists());
+}
