@@ -11,7 +11,6 @@
 //! `finished` in its progress; only unfinished jobs are resumed.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -297,7 +296,7 @@ impl Controller {
         if sub.tasks.iter().any(|t| !t.secrets.is_empty()) {
             let secrets: Vec<&Vec<(String, String)>> =
                 sub.tasks.iter().map(|t| &t.secrets).collect();
-            if let Err(e) = write_private(&self.secrets_path(id), &secrets) {
+            if let Err(e) = crate::logs::write_private(&self.secrets_path(id), &secrets) {
                 self.fail_unreadable(id, "the controller could not keep the job's secrets")
                     .await;
                 return Err(JobsError::io("writing the job's secret file", e));
@@ -472,17 +471,7 @@ impl Controller {
 
     /// Appends a line to the job's controller log (best effort: the DB is the truth).
     fn log_event(&self, id: JobId, line: &str) {
-        let path = self.controller_log_path(id);
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-        {
-            let _ = writeln!(f, "{} {line}", stamp(now_ms()));
-        }
+        crate::logs::append_line(&self.controller_log_path(id), now_ms(), line);
     }
 
     fn spawn(
@@ -867,46 +856,6 @@ fn describe_change(i: usize, before: &TaskState, after: &TaskState) -> String {
     s
 }
 
-/// `2026-12-07T19:58:55Z`.
-fn stamp(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // civil-from-days (Howard Hinnant's algorithm)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-/// A 0600 file written whole (a temporary file renamed over it).
-fn write_private<T: Serialize>(path: &std::path::Path, v: &T) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let bytes = serde_json::to_vec(v).map_err(std::io::Error::other)?;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(&bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
-
 /// Parses a submitted task, its secrets put back.
 fn parse_task(t: &TaskSubmission, i: usize) -> Result<sky_spec::Task, JobsError> {
     let opts = sky_spec::ParseOptions {
@@ -1052,8 +1001,11 @@ mod tests {
 
     #[test]
     fn stamps_are_utc() {
-        assert_eq!(stamp(0), "1970-01-01T00:00:00Z");
-        assert_eq!(stamp(1_796_673_535_000), "2026-12-07T19:58:55Z");
+        assert_eq!(crate::logs::stamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            crate::logs::stamp(1_796_673_535_000),
+            "2026-12-07T19:58:55Z"
+        );
     }
 
     #[test]
