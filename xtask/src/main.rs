@@ -32,7 +32,8 @@ fn main() -> Result<()> {
                  \n  tidy     every lib.rs opens with a //! paragraph; no todo!/unimplemented! on shipped code\
                  \n  deps     the crate graph keeps docs/ARCHITECTURE.md's layer table (dev-deps too), cloud\
                  \n           crates are leaves, the pure crates stay pure\
-                 \n  bench    criterion benches, then whole-process timings of `sky` (medians)\
+                 \n  bench    criterion benches, then whole-process timings of `sky` (medians);\
+                 \n           `bench jobs`: 10,000 managed jobs in one controller\
                  \n  catalog  rebuild catalogs/*.bin from the upstream-format CSVs in catalogs/upstream/\
                  \n  codegen  write schemas/task.schema.json (--check: fail if stale)\
                  \n  demo     plan the example tasks with every bundled cloud enabled (a throwaway HOME)\
@@ -367,6 +368,11 @@ fn demo(root: &Path) -> Result<()> {
 }
 
 fn bench(root: &Path, extra: &[String]) -> Result<()> {
+    if extra.first().map(String::as_str) == Some("jobs") {
+        // 10,000 managed jobs in one controller (crates/sky-jobs/benches/jobs.rs); its last
+        // line is `jobs=N peak_rss_mib=M submit_per_s=S p50_status_ms=P`.
+        return run(cargo().args(["bench", "-p", "sky-jobs", "--bench", "jobs"]));
+    }
     let quick = extra.iter().any(|a| a == "--quick");
     if !extra.iter().any(|a| a == "--process-only") {
         let mut c = cargo();
