@@ -49,9 +49,12 @@ struct World {
     double_launch: bool,
 }
 
+/// A cluster job: its name, what is left of its script, how it ended.
+type FakeJob = (String, VecDeque<Step>, Option<(J, i32)>);
+
 struct Cluster {
     region: String,
-    jobs: HashMap<u64, (String, VecDeque<Step>, Option<(J, i32)>)>,
+    jobs: HashMap<u64, FakeJob>,
     gone: bool,
 }
 
