@@ -201,7 +201,16 @@ fn launch(env: &HostEnv, args: &JobsLaunchArgs, command_line: &str) -> i32 {
                 Ok(c) => c,
                 Err(e) => return report(&e),
             };
-            match sky_optimizer::optimize_task(backend.catalog(), t, &enabled, &[]) {
+            // Each cloud planned as its provider says (the local cloud offers spot where
+            // its config simulates preemption), as the launch itself plans.
+            let profiles: Vec<sky_clouds::CloudProfile> = enabled
+                .iter()
+                .map(|c| match backend.registry.get(c) {
+                    Some(p) => p.profile(),
+                    None => sky_clouds::CloudProfile::of(c),
+                })
+                .collect();
+            match sky_optimizer::optimize_task_with(backend.catalog(), t, &profiles, &[]) {
                 Ok(plan) => {
                     let label = format!(
                         "managed job '{name}'{}",
