@@ -469,3 +469,29 @@ fn the_controller_on_its_own_cluster_runs_a_job_while_no_client_exists() {
     assert_eq!(done["status"], "SUCCEEDED", "{done}");
     assert!(node.join(".sky-rs/state.db").exists());
 }
+
+#[test]
+fn a_spot_job_gets_sigterm_and_the_notice_file_before_each_preemption() {
+    let j = Jobs::new(
+        "local:\n  regions:\n    - name: r1\n      zones:\n        - {name: r1-a, preempt_after_seconds: 4, preempt_notice_seconds: 2}\n    - name: r2\n      zones:\n        - {name: r2-a, price: 1, preempt_after_seconds: 4, preempt_notice_seconds: 2}\n",
+    );
+    let task = j.task(
+        "notice.yaml",
+        "name: notice\nresources:\n  use_spot: true\nrun: |\n  trap 'echo \"notice=$(cat $SKYPILOT_PREEMPTION_NOTICE_FILE 2>/dev/null)\" >> PROGRESS/signals; exit 143' TERM\n  echo a >> PROGRESS/attempts\n  n=$(wc -l < PROGRESS/attempts)\n  if [ \"$n\" -lt 3 ]; then sleep 600 & wait; fi\n  echo finished\n",
+    );
+    let id = j.submit(&[&task]);
+    let done = j.wait_terminal(id);
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(done["recovery_count"], 2, "{done}");
+    let signals = j.lines("signals");
+    assert_eq!(
+        signals.len(),
+        2,
+        "one SIGTERM before each preemption: {signals:?}"
+    );
+    // The notice file held the deadline (unix seconds) when the signal came.
+    for s in &signals {
+        let deadline = s.trim_start_matches("notice=").trim();
+        assert!(deadline.parse::<f64>().is_ok(), "{signals:?}");
+    }
+}
