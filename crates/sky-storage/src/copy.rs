@@ -20,8 +20,12 @@ use crate::{RetryPolicy, list_pages, with_retry};
 pub struct CopyOptions {
     /// Ranges (downloads) or parts/files (uploads) in flight at once.
     pub concurrency: usize,
-    /// Bytes per ranged read and per multipart part.
+    /// Bytes per ranged read (at least) and per multipart part.
     pub chunk_size: u64,
+    /// At most this many ranges per object: a large object is read in `size / this` ranges
+    /// (fewer, larger requests: servers that read the whole object per request, as moto does,
+    /// would otherwise slow down with the object's size).
+    pub max_ranges_per_object: u64,
     /// Files at least this large are uploaded in parts.
     pub multipart_threshold: u64,
     pub retry: RetryPolicy,
@@ -32,6 +36,7 @@ impl Default for CopyOptions {
         CopyOptions {
             concurrency: 32,
             chunk_size: 16 * 1024 * 1024,
+            max_ranges_per_object: 8,
             multipart_threshold: 64 * 1024 * 1024,
             retry: RetryPolicy::default(),
         }
@@ -117,8 +122,8 @@ async fn fetch_range(
     Ok(n)
 }
 
-/// Downloads every object under `prefix` of `bucket` into `dest` (keys relative to the prefix
-/// become relative paths). Large objects are read in `chunk_size` ranges in parallel; at most
+/// Downloads every object under the directory `prefix` of `bucket` into `dest` (keys relative
+/// to the prefix become relative paths; `data` and `data/` are the same). Large objects are read in `chunk_size` ranges in parallel; at most
 /// `concurrency` ranges are in flight. Stops at the first error that retries do not cure.
 pub async fn download_prefix(
     store: Arc<dyn ObjectStore>,
@@ -127,6 +132,13 @@ pub async fn download_prefix(
     dest: &Path,
     opts: &CopyOptions,
 ) -> Result<CopyStats, ObjectStoreError> {
+    // A prefix names a directory: `data` copies `data/...`, not `database/...`.
+    let prefix = if prefix.is_empty() || prefix.ends_with('/') {
+        prefix.to_string()
+    } else {
+        format!("{prefix}/")
+    };
+    let prefix = prefix.as_str();
     let sem = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let mut tasks: JoinSet<Result<u64, ObjectStoreError>> = JoinSet::new();
     let mut stats = CopyStats::default();
@@ -155,6 +167,8 @@ pub async fn download_prefix(
                 .map_err(|e| io(format!("sizing {}", path.display()), e))?;
             drop(f);
             stats.files += 1;
+            let per = o.size.div_ceil(opts.max_ranges_per_object.max(1));
+            let chunk = chunk.max(per);
             let mut start = 0;
             while start < o.size {
                 let end = (start + chunk).min(o.size);
