@@ -162,7 +162,7 @@ async fn connect_remote(
     let read = sky_spec::task_from_command(
         "cat ~/.sky-rs/jobs/controller.json 2>/dev/null && echo '@@token' && cat ~/.sky-rs/jobs/controller.token",
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = env.now_nanos() + Duration::from_secs(60).as_nanos();
     loop {
         let submitted = backend
             .exec(
@@ -211,7 +211,7 @@ async fn connect_remote(
                 return Ok(client);
             }
         }
-        if tokio::time::Instant::now() >= deadline {
+        if env.now_nanos() >= deadline {
             return Err(ctl(format!(
                 "the jobs controller on cluster {cluster} did not answer within 60 s; `sky logs {cluster}` shows its output"
             )));
@@ -272,7 +272,7 @@ async fn start(env: &HostEnv) -> Result<JobsClient, JobsError> {
         .and_then(|s| s.parse::<f64>().ok())
         .map(Duration::from_secs_f64)
         .unwrap_or(START_WAIT);
-    let deadline = tokio::time::Instant::now() + wait;
+    let deadline = env.now_nanos() + wait.as_nanos();
     loop {
         if let Some((c, _)) = running(env).await {
             return Ok(c);
@@ -290,7 +290,7 @@ async fn start(env: &HostEnv) -> Result<JobsClient, JobsError> {
                 )));
             }
         }
-        if tokio::time::Instant::now() >= deadline {
+        if env.now_nanos() >= deadline {
             return Err(ctl(format!(
                 "the jobs controller did not answer within {wait:?}; see its log {}:\n{}",
                 log_path.display(),

@@ -224,16 +224,18 @@ pub async fn run(opts: DaemonOptions) -> Result<(), JobsError> {
     Ok(())
 }
 
-/// Serves the dashboard (NOTICE's `dashboard::serve`) on its listener.
+/// Serves the dashboard ([`crate::dashboard::serve`]) on its listener.
 fn start_dashboard(
     listener: TcpListener,
     ctrl: Arc<Controller>,
     token: String,
     shutdown: CancellationToken,
 ) {
-    // The dashboard (helper NOTICE's `dashboard::serve`) is wired here once it lands.
-    let _ = (listener, ctrl, token, shutdown);
-    eprintln!("[sky-jobs] the dashboard is not in this build yet");
+    tokio::spawn(async move {
+        if let Err(e) = crate::dashboard::serve(listener, ctrl, token, shutdown).await {
+            eprintln!("[sky-jobs] the dashboard stopped: {e}");
+        }
+    });
 }
 
 /// Waits until idle for `idle_exit` (no active job, no request in flight or within it) or a

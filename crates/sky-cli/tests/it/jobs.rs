@@ -433,6 +433,30 @@ fn the_controller_serves_only_with_its_token() {
         "{}",
         ask(token.trim())
     );
+    // `sky jobs dashboard` prints the dashboard's URL with its token; the page answers.
+    let o = j.sky(&["jobs", "dashboard"]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 0, "{out}{err}");
+    let url = out.trim();
+    let rest = url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("{url}"));
+    let (hostport, path) = rest.split_once('/').unwrap();
+    assert!(path.contains(&format!("token={}", token.trim())), "{url}");
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(hostport).unwrap();
+    write!(
+        s,
+        "GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(
+        reply.starts_with("HTTP/1.1 200"),
+        "{}",
+        &reply[..reply.len().min(200)]
+    );
 }
 
 /// `sky-jobs-controller-<FNV-1a of the user>` (the CLI's name for user `tester`).
