@@ -16,8 +16,8 @@ use serde_json::Value;
 use crate::{Home, code, text};
 
 /// A HOME with a `local:` topology and the fast controller settings.
-struct Jobs {
-    home: Home,
+pub(crate) struct Jobs {
+    pub(crate) home: Home,
     /// Outside every node: where jobs keep their progress.
     progress: PathBuf,
 }
@@ -30,7 +30,7 @@ const FAST: &[(&str, &str)] = &[
 ];
 
 impl Jobs {
-    fn new(config: &str) -> Jobs {
+    pub(crate) fn new(config: &str) -> Jobs {
         let home = Home::new(&[]);
         home.write(".sky/config.yaml", config);
         let progress = home.path().join("progress");
@@ -38,7 +38,7 @@ impl Jobs {
         Jobs { home, progress }
     }
 
-    fn sky(&self, args: &[&str]) -> Output {
+    pub(crate) fn sky(&self, args: &[&str]) -> Output {
         self.sky_with(&[], args)
     }
 
@@ -48,7 +48,7 @@ impl Jobs {
         self.home.sky_env(self.home.path(), &vars, args)
     }
 
-    fn task(&self, name: &str, body: &str) -> String {
+    pub(crate) fn task(&self, name: &str, body: &str) -> String {
         self.home.task(
             name,
             &body.replace("PROGRESS", &self.progress.display().to_string()),
@@ -56,7 +56,7 @@ impl Jobs {
     }
 
     /// Submits with `-d -y`; returns the job id.
-    fn submit(&self, args: &[&str]) -> u64 {
+    pub(crate) fn submit(&self, args: &[&str]) -> u64 {
         let mut all = vec!["jobs", "launch", "-d", "-y"];
         all.extend_from_slice(args);
         let o = self.sky(&all);
@@ -126,7 +126,7 @@ impl Jobs {
         })
     }
 
-    fn lines(&self, file: &str) -> Vec<String> {
+    pub(crate) fn lines(&self, file: &str) -> Vec<String> {
         std::fs::read_to_string(self.progress.join(file))
             .unwrap_or_default()
             .lines()
@@ -135,7 +135,7 @@ impl Jobs {
     }
 
     /// The clusters `sky status` lists.
-    fn clusters(&self) -> String {
+    pub(crate) fn clusters(&self) -> String {
         text(&self.sky(&["status"])).0
     }
 }

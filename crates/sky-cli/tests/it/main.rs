@@ -504,6 +504,7 @@ mod binary;
 mod clusters;
 mod hardening;
 mod jobs;
+mod jobs_chaos;
 mod loader;
 mod recover;
 mod sched;
