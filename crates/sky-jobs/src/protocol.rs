@@ -10,7 +10,7 @@
 //! in-process call would.
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
 pub use sky_agent::protocol::PREAMBLE_MAX_BYTES;
 
@@ -238,30 +238,34 @@ pub fn encode_request(token: &str, req: &JobsRequest) -> Result<Vec<u8>, JobsErr
 
 /// Reads one newline-terminated line of at most `limit` bytes (the newline excluded), starting
 /// with the bytes already read (`start`). `Ok(None)`: the stream ended before any byte.
-pub async fn read_line_limited<R: AsyncRead + Unpin>(
+///
+/// Only the line and its newline are taken from `reader`: what follows stays buffered for the
+/// next call (a streamed reply sends many lines that arrive together).
+pub async fn read_line_limited<R: AsyncBufRead + Unpin>(
     reader: &mut R,
     start: Vec<u8>,
     limit: usize,
 ) -> std::io::Result<Option<Vec<u8>>> {
+    let too_long = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a line is longer than the limit of {limit} bytes"),
+        )
+    };
     let mut line = start;
-    let mut scanned = 0;
-    let mut chunk = vec![0u8; 64 * 1024];
+    if let Some(i) = line.iter().position(|&b| b == b'\n') {
+        if i > limit {
+            return Err(too_long());
+        }
+        line.truncate(i);
+        return Ok(Some(line));
+    }
     loop {
-        if let Some(i) = line[scanned..].iter().position(|&b| b == b'\n') {
-            let end = scanned + i;
-            if end > limit {
-                break;
-            }
-            line.truncate(end);
-            return Ok(Some(line));
-        }
-        scanned = line.len();
         if line.len() > limit {
-            break;
+            return Err(too_long());
         }
-        let want = (limit + 1 - line.len()).min(chunk.len());
-        let n = reader.read(&mut chunk[..want]).await?;
-        if n == 0 {
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
             if line.is_empty() {
                 return Ok(None);
             }
@@ -270,12 +274,20 @@ pub async fn read_line_limited<R: AsyncRead + Unpin>(
                 "the connection ended in the middle of a line",
             ));
         }
-        line.extend_from_slice(&chunk[..n]);
+        let room = limit + 1 - line.len();
+        match buf.iter().take(room).position(|&b| b == b'\n') {
+            Some(i) => {
+                line.extend_from_slice(&buf[..i]);
+                reader.consume(i + 1);
+                return Ok(Some(line));
+            }
+            None => {
+                let n = buf.len().min(room);
+                line.extend_from_slice(&buf[..n]);
+                reader.consume(n);
+            }
+        }
     }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::InvalidData,
-        format!("a line is longer than the limit of {limit} bytes"),
-    ))
 }
 
 /// Writes one reply line.
@@ -343,5 +355,25 @@ mod tests {
         );
         let mut r = &b"abc"[..];
         assert!(read_line_limited(&mut r, Vec::new(), 9).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn lines_that_arrive_together_are_all_read() {
+        // A streamed reply: many lines in one segment, the last one (the end) included.
+        let data = b"{\"a\":1}\n{\"b\":2}\nlast\n".to_vec();
+        let mut r = tokio::io::BufReader::new(&data[..]);
+        let mut got = Vec::new();
+        while let Some(l) = read_line_limited(&mut r, Vec::new(), 64).await.unwrap() {
+            got.push(String::from_utf8(l).unwrap());
+        }
+        assert_eq!(got, ["{\"a\":1}", "{\"b\":2}", "last"]);
+        // Bytes already read past the preamble start the first line.
+        let mut r = &b"est\nnext\n"[..];
+        let l = read_line_limited(&mut r, b"requ".to_vec(), 64)
+            .await
+            .unwrap();
+        assert_eq!(l.as_deref(), Some(&b"request"[..]));
+        let l = read_line_limited(&mut r, Vec::new(), 64).await.unwrap();
+        assert_eq!(l.as_deref(), Some(&b"next"[..]));
     }
 }

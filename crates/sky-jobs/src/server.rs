@@ -167,6 +167,7 @@ async fn handle(
     };
     drop(permit);
     let _busy = activity.enter();
+    let mut r = tokio::io::BufReader::new(r);
     let req = match read_line_limited(&mut r, start, MAX_REQUEST_BYTES).await {
         Ok(Some(line)) => match serde_json::from_slice::<JobsRequest>(&line) {
             Ok(req) => req,

@@ -134,6 +134,12 @@ impl Jobs {
             .collect()
     }
 
+    /// The controller daemon's own log (what it printed, across restarts).
+    pub(crate) fn controller_log(&self) -> String {
+        std::fs::read_to_string(self.home.path().join(".sky-rs/jobs/controller.log"))
+            .unwrap_or_else(|e| format!("(no controller log: {e})"))
+    }
+
     /// The clusters `sky status` lists.
     pub(crate) fn clusters(&self) -> String {
         text(&self.sky(&["status"])).0
@@ -291,7 +297,12 @@ fn a_two_task_pipeline_runs_in_order_and_streams_to_the_end() {
     // Without -d the CLI streams the logs until the job ends, and exits 0 on success.
     let o = j.sky(&["jobs", "launch", "-y", &task]);
     let (out, err) = text(&o);
-    assert_eq!(code(&o), 0, "{out}{err}");
+    assert_eq!(
+        code(&o),
+        0,
+        "{out}{err}\ncontroller log:\n{}",
+        j.controller_log()
+    );
     assert!(
         out.contains("prep-out") && out.contains("train-out"),
         "{out}{err}"
