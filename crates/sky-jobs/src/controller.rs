@@ -556,7 +556,7 @@ impl Controller {
             ];
             let secret_keys: Vec<String> = ts.secrets.iter().map(|(k, _)| k.clone()).collect();
             let mut event = Event::Tick;
-            let mut logs: Option<(u32, CancellationToken)> = None;
+            let mut logs: Option<LogFollow> = None;
             loop {
                 let st = prog.tasks[i].clone();
                 let obs = Observation {
@@ -574,30 +574,55 @@ impl Controller {
                 // Follow the run log while the attempt's job is known.
                 match (&st.phase, st.cluster_job_id) {
                     (Phase::Running, Some(job))
-                        if logs.as_ref().map(|l| l.0) != Some(st.attempt) =>
+                        if logs.as_ref().map(|l| l.attempt) != Some(st.attempt) =>
                     {
-                        if let Some((_, t)) = logs.take() {
-                            t.cancel();
+                        if let Some(l) = logs.take() {
+                            l.token.cancel();
                         }
                         let token = self.stop.child_token();
-                        let (d, c, out, t2) = (
+                        let (done_tx, done) = tokio::sync::oneshot::channel::<()>();
+                        let (d, c, out, t2, attempt) = (
                             self.driver.clone(),
                             st.cluster.clone(),
                             self.log_path(id, i as u32),
                             token.clone(),
+                            st.attempt,
                         );
                         self.tasks.spawn(async move {
                             if let Some(dir) = out.parent() {
                                 let _ = std::fs::create_dir_all(dir);
                             }
+                            // A controller that restarts mid-attempt copies the attempt's log
+                            // again from its start: cut what the last copy wrote first.
+                            if let Err(e) = crate::logs::rewind_for_attempt(&out, attempt) {
+                                eprintln!("[sky-jobs] {}: {e}", out.display());
+                            }
                             let _ = d.stream_logs(&c, job, &out, &t2).await;
+                            let _ = done_tx.send(());
                         });
-                        logs = Some((st.attempt, token));
+                        logs = Some(LogFollow {
+                            attempt: st.attempt,
+                            token,
+                            done,
+                        });
                     }
                     (Phase::Running, _) => {}
                     _ => {
-                        if let Some((_, t)) = logs.take() {
-                            t.cancel();
+                        if let Some(l) = logs.take() {
+                            // The job ended by itself: let the copy reach the log's end before
+                            // the cluster goes (bounded), so its last lines are kept.
+                            let ended_itself = matches!(
+                                st.phase,
+                                Phase::Downing {
+                                    cancel_job: None,
+                                    ..
+                                } | Phase::Kept { .. }
+                                    | Phase::Done
+                            );
+                            if ended_itself {
+                                let _ = tokio::time::timeout(LOG_DRAIN, l.done).await;
+                            }
+                            l.token.cancel();
                         }
                     }
                 }
@@ -638,7 +663,28 @@ impl Controller {
                                 describe_rule(&req)
                             ),
                         );
-                        Event::Launched(self.launch(&req, &mut cancel).await)
+                        let permit = match self.launches.clone().try_acquire_owned() {
+                            Ok(p) => Ok(p),
+                            Err(_) => {
+                                // Waiting for a launch slot is PENDING (SkyPilot: waiting
+                                // for the scheduler); a recovery stays RECOVERING.
+                                let first = prog.tasks[i].status == ManagedJobStatus::Starting;
+                                if first {
+                                    prog.tasks[i].status = ManagedJobStatus::Pending;
+                                    self.persist(id, &prog, None).await;
+                                }
+                                let p = self.launch_slot(&mut cancel).await;
+                                if first && p.is_ok() {
+                                    prog.tasks[i].status = ManagedJobStatus::Starting;
+                                    self.persist(id, &prog, None).await;
+                                }
+                                p
+                            }
+                        };
+                        Event::Launched(match permit {
+                            Ok(p) => self.launch(&req, &mut cancel, p).await,
+                            Err(e) => Err(e),
+                        })
                     }
                     Effect::FindJob => Event::Found(
                         self.driver
@@ -668,8 +714,8 @@ impl Controller {
                     }
                 };
             }
-            if let Some((_, t)) = logs.take() {
-                t.cancel();
+            if let Some(l) = logs.take() {
+                l.token.cancel();
             }
             if prog.tasks[i].status != ManagedJobStatus::Succeeded {
                 break;
@@ -696,29 +742,33 @@ impl Controller {
         let _ = std::fs::remove_file(self.secrets_path(id));
     }
 
-    /// One launch, a slot of the semaphore held; a cancel of the job cancels the launch.
+    /// Waits for a slot of the launch semaphore (or the job's cancel).
+    async fn launch_slot(
+        &self,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, DriverError> {
+        loop {
+            if *cancel.borrow() {
+                return Err(cancelled_before_launch());
+            }
+            tokio::select! {
+                p = self.launches.clone().acquire_owned() => {
+                    return p.map_err(|_| cancelled_before_launch());
+                }
+                r = cancel.changed() => if r.is_err() { return Err(cancelled_before_launch()) },
+            }
+        }
+    }
+
+    /// One launch, holding a slot of the semaphore; a cancel of the job cancels the launch.
     async fn launch(
         &self,
         req: &DriverLaunch,
         cancel: &mut watch::Receiver<bool>,
+        _permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<crate::driver::DriverLaunched, DriverError> {
-        let cancelled = || {
-            DriverError::new(
-                DriverErrorKind::Cancelled,
-                "cancelled before the launch started",
-            )
-        };
-        let _permit = loop {
-            if *cancel.borrow() {
-                return Err(cancelled());
-            }
-            tokio::select! {
-                p = self.launches.clone().acquire_owned() => break p.map_err(|_| cancelled())?,
-                r = cancel.changed() => if r.is_err() { return Err(cancelled()) },
-            }
-        };
         if *cancel.borrow() {
-            return Err(cancelled());
+            return Err(cancelled_before_launch());
         }
         let token = CancellationToken::new();
         let fut = self.driver.launch(req, &token);
@@ -793,6 +843,25 @@ impl Controller {
             .insert(id, entry_from_rows(&written.0, &written.1, prog));
         self.bump();
     }
+}
+
+fn cancelled_before_launch() -> DriverError {
+    DriverError::new(
+        DriverErrorKind::Cancelled,
+        "cancelled before the launch started",
+    )
+}
+
+/// How long a task whose job ended waits for its log copy to reach the end before its cluster
+/// is torn down.
+const LOG_DRAIN: Duration = Duration::from_secs(5);
+
+/// The copy of an attempt's run log into the kept log.
+struct LogFollow {
+    attempt: u32,
+    token: CancellationToken,
+    /// Resolves (or errs) when the copy ended.
+    done: tokio::sync::oneshot::Receiver<()>,
 }
 
 fn secret_keys_clone(k: &[String]) -> Vec<String> {

@@ -102,6 +102,9 @@ pub enum DriverErrorKind {
     Precheck,
     /// No capacity anywhere (right now): retried with backoff.
     NoResources,
+    /// No placement exists at all for the task's resources on the enabled clouds (nothing
+    /// was tried): FAILED_NO_RESOURCE.
+    Infeasible,
     /// The cluster or its agent did not answer: retried.
     Transient,
     /// The operation was cancelled through its token.
@@ -210,7 +213,19 @@ impl ClusterDriver for LaunchDriver {
             .backend
             .launch(&lr, cancel, &sky_launch::Quiet)
             .await
-            .map_err(|e| map_launch_error(&e))?;
+            .map_err(|e| {
+                let mut d = map_launch_error(&e);
+                // The optimizer found no placement before any try, with nothing blocked or
+                // pinned by the controller: retrying cannot help.
+                if d.kind == DriverErrorKind::NoResources
+                    && e.history.is_empty()
+                    && req.blocked.is_empty()
+                    && req.region.is_none()
+                {
+                    d.kind = DriverErrorKind::Infeasible;
+                }
+                d
+            })?;
         let p = &l.handle.provider;
         Ok(DriverLaunched {
             cloud: p.cloud.clone(),

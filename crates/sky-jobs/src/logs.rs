@@ -61,3 +61,61 @@ pub(crate) fn write_private<T: Serialize>(path: &std::path::Path, v: &T) -> std:
     f.sync_all()?;
     std::fs::rename(&tmp, path)
 }
+
+/// Where each attempt's copy starts in a task's kept log (`<log>.starts`: attempt → byte
+/// offset). The first copy of an attempt records the log's length; a later copy of the same
+/// attempt (the controller restarted while it ran) cuts the log back to that offset, since it
+/// copies the attempt's log from its start again. Readers following the log by offset see the
+/// same bytes written again, nothing twice.
+pub(crate) fn rewind_for_attempt(log: &Path, attempt: u32) -> std::io::Result<()> {
+    let starts_path = log.with_extension("starts");
+    let mut starts: std::collections::BTreeMap<u32, u64> = match std::fs::read(&starts_path) {
+        Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+        Err(e) => return Err(e),
+    };
+    let len = match std::fs::metadata(log) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(e),
+    };
+    match starts.get(&attempt) {
+        Some(&at) if at < len => std::fs::OpenOptions::new()
+            .write(true)
+            .open(log)?
+            .set_len(at),
+        Some(_) => Ok(()),
+        None => {
+            starts.insert(attempt, len);
+            write_private(&starts_path, &starts)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_copy_of_an_attempt_replaces_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("0.log");
+        let append = |s: &str| {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap();
+            f.write_all(s.as_bytes()).unwrap();
+        };
+        rewind_for_attempt(&log, 1).unwrap();
+        append("a1\na2\n");
+        // Attempt 2 (a recovery) starts after attempt 1's lines.
+        rewind_for_attempt(&log, 2).unwrap();
+        append("b1\n");
+        // The controller restarted during attempt 2: its copy starts again from b1.
+        rewind_for_attempt(&log, 2).unwrap();
+        append("b1\nb2\n");
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "a1\na2\nb1\nb2\n");
+    }
+}

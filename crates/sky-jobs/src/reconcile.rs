@@ -5,7 +5,8 @@
 //! Rules (SkyPilot's, plus sky-rs' additions):
 //! - PENDING → (a launch slot) STARTING: the cluster name is recorded before the launch.
 //! - Launch results: ok → wait for the job to run (RUNNING when the head says so); a
-//!   precheck error (auth, invalid config or task) → FAILED_PRECHECKS; no capacity → keep
+//!   precheck error (auth, invalid config or task) → FAILED_PRECHECKS; no placement exists at
+//!   all for the resources (nothing could be tried) → FAILED_NO_RESOURCE; no capacity → keep
 //!   retrying with backoff (initial, doubled up to the maximum), staying STARTING/RECOVERING;
 //!   another error → tear down, then retry with backoff.
 //! - Preemption or a lost node (cluster not up or gone, the head lost the job, the job ended
@@ -331,6 +332,16 @@ pub fn reconcile(t: &TaskState, p: &Policy, obs: &Observation, now: i64) -> Acti
                         n,
                         None,
                         After::Finish(ManagedJobStatus::FailedPrechecks),
+                        now,
+                    )
+                }
+                DriverErrorKind::Infeasible => {
+                    n.failure_reason = Some(e.message.clone());
+                    n.status = ManagedJobStatus::FailedNoResource;
+                    down_then(
+                        n,
+                        None,
+                        After::Finish(ManagedJobStatus::FailedNoResource),
                         now,
                     )
                 }

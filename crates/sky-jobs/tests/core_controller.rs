@@ -222,7 +222,13 @@ impl ClusterDriver for Fake {
         out: &std::path::Path,
         _cancel: &CancellationToken,
     ) -> Result<(), DriverError> {
-        std::fs::write(out, format!("log of cluster job {job}\n"))
+        // Appends, as the real drivers do (each attempt's log after the last one's).
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out)
+            .and_then(|mut f| f.write_all(format!("log of cluster job {job}\n").as_bytes()))
             .map_err(|e| DriverError::new(DriverErrorKind::Other, e.to_string()))
     }
 }
@@ -525,7 +531,24 @@ async fn cancel_while_pending_launching_and_running() {
     let launching = c.submit(job(vec![task("a", "")])).await.unwrap();
     wait_for(&c, launching, |v| v.status == ManagedJobStatus::Starting).await;
     let pending = c.submit(job(vec![task("b", "")])).await.unwrap();
-    wait_for(&c, pending, |v| v.status == ManagedJobStatus::Starting).await;
+    // b's loop reached its launch (the controller log says so) and waits for the slot, shown
+    // as PENDING (as SkyPilot's scheduler queue), not STARTING.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(c.controller_log_path(pending))
+        .unwrap_or_default()
+        .contains("launching")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b never got to its launch"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        c.job(pending).await.unwrap().unwrap().status,
+        ManagedJobStatus::Pending
+    );
     assert_eq!(
         e.fake.w.lock().unwrap().launches.len(),
         1,

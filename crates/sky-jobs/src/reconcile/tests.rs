@@ -263,6 +263,17 @@ fn precheck_errors_fail_prechecks_after_cleaning_up() {
 }
 
 #[test]
+fn an_infeasible_task_fails_no_resource_without_retrying() {
+    let mut w = World::default();
+    w.launches.push_back(Err(err(DriverErrorKind::Infeasible)));
+    let (t, _) = run(&policy(), &mut w, new(), tick());
+    assert_eq!(t.status, ManagedJobStatus::FailedNoResource);
+    assert_eq!(t.failure_reason.as_deref(), Some("Infeasible"));
+    assert_eq!(w.launched.len(), 1, "no retry");
+    assert_eq!(w.downs.len(), 1, "nothing left behind");
+}
+
+#[test]
 fn transient_launch_errors_tear_down_and_retry() {
     let mut w = World::default();
     w.launches
