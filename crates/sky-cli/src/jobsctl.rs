@@ -77,6 +77,20 @@ fn remote_cache(env: &HostEnv, cluster: &str) -> PathBuf {
     jobs_home(env).join(format!("{cluster}.json"))
 }
 
+/// The controller cluster's job: the node's own `sky` (remote nodes get the client's binary at
+/// `~/.sky/bin/sky` when the cluster is provisioned; local-cloud nodes run the client's binary
+/// in place, at `client_sky`).
+fn controller_run_script(client_sky: &std::path::Path) -> String {
+    let fallback = shlex::try_quote(&client_sky.to_string_lossy())
+        .map(|q| q.into_owned())
+        .unwrap_or_else(|_| "sky".into());
+    format!(
+        "rm -f ~/.sky-rs/jobs/controller.json; export SKYPILOT_CONFIG=$HOME/.sky-jobs-controller/config.yaml; \
+         S=\"$HOME/{}\"; [ -x \"$S\" ] || S={fallback}; exec \"$S\" jobs controller run",
+        sky_launch::binary::REMOTE_SKY_BINARY
+    )
+}
+
 /// The controller on its own cluster: the cached address if it answers, else (re)launch the
 /// cluster with `sky jobs controller run` as its job and read the address and token from the
 /// node.
@@ -114,10 +128,7 @@ async fn connect_remote(
         "envs": envs,
         // Not in `~/.sky` (sky's own directory on a node): SKYPILOT_CONFIG points at it.
         "file_mounts": { "~/.sky-jobs-controller/config.yaml": env.config_path().display().to_string() },
-        "run": format!(
-            "rm -f ~/.sky-rs/jobs/controller.json; export SKYPILOT_CONFIG=$HOME/.sky-jobs-controller/config.yaml; exec {} jobs controller run",
-            sky.display()
-        ),
+        "run": controller_run_script(&sky),
     });
     // JSON is YAML: the task goes through the same parser as a task file.
     let file =
@@ -346,5 +357,33 @@ pub async fn status_line(env: &HostEnv) -> String {
             if s.active_jobs == 1 { "" } else { "s" }
         ),
         None => "Managed jobs controller: not running (`sky jobs launch` starts it).".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_controller_job_prefers_the_nodes_own_sky() {
+        let script = controller_run_script(std::path::Path::new("/opt/my tools/sky"));
+        assert!(
+            script.contains("S=\"$HOME/.sky/bin/sky\"; [ -x \"$S\" ] || S='/opt/my tools/sky'"),
+            "{script}"
+        );
+        assert!(script.ends_with("exec \"$S\" jobs controller run"), "{script}");
+        // It runs: with no node binary, the fallback is what it execs.
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("fake sky");
+        std::fs::write(&fake, "#!/bin/sh\necho ran \"$@\"\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(controller_run_script(&fake))
+            .env("HOME", dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ran jobs controller run\n");
     }
 }
