@@ -274,6 +274,83 @@ pub fn reporter_for(env: &HostEnv, cluster: &str) -> CliReporter {
 }
 
 /// Names from the arguments, or every cluster with `-a`.
+/// Clusters of managed jobs still in progress (cluster name → job id): the jobs controller
+/// owns them. Unreadable managed-job tables count as none (the cluster commands still work).
+pub async fn managed_clusters(backend: &Backend) -> std::collections::BTreeMap<String, i64> {
+    let filter = sky_state::ManagedJobFilter {
+        include_terminal: false,
+        ..Default::default()
+    };
+    let Ok(jobs) = backend.state.list_managed_jobs(&filter).await else {
+        return Default::default();
+    };
+    jobs.into_iter()
+        .flat_map(|(job, tasks)| {
+            tasks
+                .into_iter()
+                .filter(|t| !sky_state::MANAGED_TERMINAL_STATUSES.contains(&t.status.as_str()))
+                .filter_map(move |t| t.cluster.map(|c| (c, job.job_id)))
+        })
+        .collect()
+}
+
+/// The clusters `sky stop|down|autostop` act on: with `-a`, all but those of managed jobs in
+/// progress and the jobs controller's cluster (said, not silently); a managed job's cluster
+/// named explicitly is refused: the
+/// controller would recover the job onto a new cluster. `force` (`sky down --purge`) takes
+/// them anyway.
+pub async fn lifecycle_targets(
+    env: &crate::hostenv::HostEnv,
+    backend: &Backend,
+    what: &str,
+    names: &[String],
+    all: bool,
+    force: bool,
+) -> Result<Vec<String>, i32> {
+    let mut names = targets(backend, names, all).await?;
+    if force {
+        return Ok(names);
+    }
+    let managed = managed_clusters(backend).await;
+    if all {
+        // The jobs controller's own cluster holds the managed jobs' truth: only by name.
+        let controller = crate::jobsctl::controller_cluster(env);
+        if names.contains(&controller) {
+            eprintln!(
+                "Skipping the jobs controller's cluster {controller}: `sky {what} {controller}` acts on it by name."
+            );
+            names.retain(|n| n != &controller);
+        }
+        let skipped: Vec<String> = names
+            .iter()
+            .filter(|n| managed.contains_key(*n))
+            .cloned()
+            .collect();
+        if !skipped.is_empty() {
+            eprintln!(
+                "Skipping {} cluster{} of managed jobs in progress ({}): `sky jobs cancel` stops them.",
+                skipped.len(),
+                if skipped.len() == 1 { "" } else { "s" },
+                skipped.join(", ")
+            );
+            names.retain(|n| !managed.contains_key(n));
+        }
+        return Ok(names);
+    }
+    if let Some((name, id)) = names.iter().find_map(|n| managed.get(n).map(|id| (n, id))) {
+        eprintln!(
+            "cluster `{name}` runs managed job {id}: `sky jobs cancel {id}` stops it (a `sky {what}` would only make the jobs controller recover the job onto a new cluster){}",
+            if what == "down" {
+                "; `sky down --purge` takes it down anyway"
+            } else {
+                ""
+            }
+        );
+        return Err(exit::INVALID_INPUT);
+    }
+    Ok(names)
+}
+
 pub async fn targets(backend: &Backend, names: &[String], all: bool) -> Result<Vec<String>, i32> {
     if all {
         return backend

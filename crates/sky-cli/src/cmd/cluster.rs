@@ -4,7 +4,7 @@ use sky_launch::{Backend, CancellationToken};
 
 use crate::{
     args::{AutostopArgs, ClusterArgs, CostReportArgs, StatusArgs},
-    backend::{backend_or_exit, report, reporter, reporter_for, targets},
+    backend::{backend_or_exit, lifecycle_targets, report, reporter, reporter_for},
     exit,
     hostenv::HostEnv,
     interrupt::{block_on, on_interrupt},
@@ -137,6 +137,21 @@ pub fn status(env: &HostEnv, args: &StatusArgs) -> i32 {
             t.row(row);
         }
         t.print();
+        let managed = crate::backend::managed_clusters(&backend).await;
+        let theirs: Vec<String> = records
+            .iter()
+            .filter_map(|r| {
+                managed
+                    .get(&r.name)
+                    .map(|id| format!("{} (job {id})", r.name))
+            })
+            .collect();
+        if !theirs.is_empty() {
+            println!(
+                "Clusters of managed jobs, owned by the jobs controller: {}; `sky jobs queue` shows their jobs, `sky jobs cancel` stops them.",
+                theirs.join(", ")
+            );
+        }
         println!("{}", crate::jobsctl::status_line(env).await);
         exit::OK
     })
@@ -148,10 +163,12 @@ pub fn lifecycle(env: &HostEnv, what: &str, args: &ClusterArgs) -> i32 {
     block_on(async {
         // `sky down` can clean up without a readable state database.
         let backend = backend_or_exit!(env, what == "down");
-        let names = match targets(&backend, &args.clusters, args.all).await {
-            Ok(n) => n,
-            Err(code) => return code,
-        };
+        let force = what == "down" && args.purge;
+        let names =
+            match lifecycle_targets(env, &backend, what, &args.clusters, args.all, force).await {
+                Ok(n) => n,
+                Err(code) => return code,
+            };
         let rep = reporter();
         let mut code = exit::OK;
         for name in names {
@@ -183,10 +200,13 @@ pub fn autostop(env: &HostEnv, args: &AutostopArgs) -> i32 {
     names_or_exit!(&args.clusters);
     block_on(async {
         let backend = backend_or_exit!(env);
-        let names = match targets(&backend, &args.clusters, args.all).await {
-            Ok(n) => n,
-            Err(code) => return code,
-        };
+        let names =
+            match lifecycle_targets(env, &backend, "autostop", &args.clusters, args.all, false)
+                .await
+            {
+                Ok(n) => n,
+                Err(code) => return code,
+            };
         let idle = if args.cancel {
             -1
         } else {

@@ -505,6 +505,7 @@ mod clusters;
 mod hardening;
 mod jobs;
 mod jobs_chaos;
+mod jobs_clusters;
 mod loader;
 mod recover;
 mod sched;

@@ -1,0 +1,104 @@
+//! A managed job's cluster belongs to the jobs controller: `sky down -a` / `sky stop -a` skip it
+//! (and say so), naming it is refused with the `sky jobs cancel` to run, and `sky down --purge`
+//! takes it anyway.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::jobs::Jobs;
+use crate::{code, text};
+
+const ONE_REGION: &str =
+    "local:\n  regions:\n    - name: lab\n      zones:\n        - {name: lab-a}\n";
+
+fn status_of(j: &Jobs, id: u64) -> String {
+    let (out, err) = text(&j.sky(&["jobs", "queue", "-a", "-o", "json"]));
+    let jobs: Vec<Value> = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    jobs.iter()
+        .find(|v| v["id"] == id)
+        .and_then(|v| v["status"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn wait_status(j: &Jobs, id: u64, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let st = status_of(j, id);
+        if st == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} is {st}, not {want}:\n{}",
+            j.controller_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn cluster_commands_leave_managed_job_clusters_to_the_controller() {
+    let j = Jobs::new(ONE_REGION);
+    let task = j.task(
+        "own.yaml",
+        "name: own\nrun: echo up >> PROGRESS/runs; sleep 600\n",
+    );
+    let id = j.submit(&[&task]);
+    wait_status(&j, id, "RUNNING");
+    let cluster = format!("own-{id}");
+    let status = j.clusters();
+    assert!(
+        status.contains(&format!(
+            "owned by the jobs controller: {cluster} (job {id})"
+        )),
+        "{status}"
+    );
+    // A cluster of the user's own beside it.
+    let o = j.sky(&["launch", "-y", "-c", "mine", "echo mine"]);
+    assert_eq!(code(&o), 0, "{:?}", text(&o));
+
+    let o = j.sky(&["down", "-a", "-y"]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 0, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "Skipping 1 cluster of managed jobs in progress ({cluster})"
+        )),
+        "{err}"
+    );
+    let status = j.clusters();
+    assert!(status.contains(&cluster), "{status}");
+    assert!(!status.contains("mine"), "{status}");
+
+    for what in ["down", "stop"] {
+        let o = j.sky(&[what, "-y", &cluster]);
+        let (out, err) = text(&o);
+        assert_eq!(code(&o), 3, "{out}{err}");
+        assert!(
+            err.contains(&format!("runs managed job {id}"))
+                && err.contains(&format!("sky jobs cancel {id}")),
+            "{err}"
+        );
+    }
+    // The job was not disturbed: still RUNNING on its first attempt.
+    assert_eq!(status_of(&j, id), "RUNNING");
+    assert_eq!(j.lines("runs").len(), 1);
+
+    // --purge takes it anyway; the controller then recovers the job onto a new cluster.
+    let o = j.sky(&["down", "-y", "--purge", &cluster]);
+    assert_eq!(code(&o), 0, "{:?}", text(&o));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while j.lines("runs").len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "not recovered:\n{}",
+            j.controller_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let o = j.sky(&["jobs", "cancel", "-y", &id.to_string()]);
+    assert_eq!(code(&o), 0, "{:?}", text(&o));
+    wait_status(&j, id, "CANCELLED");
+}
