@@ -44,22 +44,55 @@ fn fail(e: &JobsError) -> i32 {
     exit_code(e)
 }
 
-/// `90s`, `30m`, `2h`, `1d` or plain seconds; the error names `flag`.
-fn parse_duration(flag: &str, s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, 's')) => (&t[..i], 1.0),
-        Some((i, 'm')) => (&t[..i], 60.0),
-        Some((i, 'h')) => (&t[..i], 3600.0),
-        Some((i, 'd')) => (&t[..i], 86400.0),
-        _ => (t, 1.0),
+/// A duration flag (`--max-duration`, `--keep-on-failure`) in seconds, read as sky-spec reads
+/// `resources.max_duration` (`90s`, `30m`, `1.5h`, `1d` or plain seconds); the error names
+/// the flag and its value.
+fn flag_duration(flag: &str, s: &str) -> Result<u64, String> {
+    sky_spec::parse_duration(s).map_err(|e| format!("{flag} {s}: {e}"))
+}
+
+/// The job's `max_duration` from its tasks' `resources.max_duration` (any of a task's
+/// candidates; the largest wins), used when `--max-duration` is not given.
+///
+/// The submission carries one limit for the whole job, which the controller applies to each
+/// task (counted from that task's first RUNNING). For a pipeline whose tasks disagree (or
+/// only some set one), the largest is used so no task is ended before its own limit; the
+/// second value is a note saying so, for the user.
+fn yaml_max_duration(tasks: &[Task]) -> (Option<u64>, Option<String>) {
+    let per_task: Vec<Option<u64>> = tasks
+        .iter()
+        .map(|t| {
+            t.resources
+                .candidates()
+                .iter()
+                .filter_map(|r| r.max_duration)
+                .max()
+        })
+        .collect();
+    let largest = per_task.iter().flatten().copied().max();
+    let note = match largest {
+        Some(max) if per_task.len() > 1 && per_task.iter().any(|d| *d != Some(max)) => {
+            let each = tasks
+                .iter()
+                .zip(&per_task)
+                .enumerate()
+                .map(|(i, (t, d))| {
+                    format!(
+                        "{} {}",
+                        t.name.clone().unwrap_or_else(|| format!("task {i}")),
+                        d.map_or("none".into(), sky_jobs::reconcile::human_duration)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            Some(format!(
+                "Note: the pipeline's tasks set different resources.max_duration ({each}); a managed job has one limit, applied to each task: using the largest, {} (--max-duration sets another).",
+                sky_jobs::reconcile::human_duration(max)
+            ))
+        }
+        _ => None,
     };
-    match num.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok((v * mult).round().max(1.0) as u64),
-        _ => Err(format!(
-            "{flag} {s}: expected a positive duration such as 90s, 30m, 2h or a number of seconds"
-        )),
-    }
+    (largest, note)
 }
 
 /// SkyPilot's REQUESTED cell: `1x[CPU:1+]`, `2x[H100:8]`.
@@ -138,11 +171,11 @@ fn launch(env: &HostEnv, args: &JobsLaunchArgs, command_line: &str) -> i32 {
     let durations = (
         args.max_duration
             .as_deref()
-            .map(|s| parse_duration("--max-duration", s))
+            .map(|s| flag_duration("--max-duration", s))
             .transpose(),
         args.keep_on_failure
             .as_deref()
-            .map(|s| parse_duration("--keep-on-failure", s))
+            .map(|s| flag_duration("--keep-on-failure", s))
             .transpose(),
     );
     let (max_duration, keep_on_failure) = match durations {
@@ -161,6 +194,18 @@ fn launch(env: &HostEnv, args: &JobsLaunchArgs, command_line: &str) -> i32 {
             t.name = Some("sky-cmd".into());
         }
     }
+    // `--max-duration` wins over the tasks' `resources.max_duration` (the controller reads
+    // only the submission's limit).
+    let max_duration = match max_duration {
+        Some(d) => Some(d),
+        None => {
+            let (d, note) = yaml_max_duration(&tasks);
+            if let Some(note) = note {
+                eprintln!("{note}");
+            }
+            d
+        }
+    };
     let where_ = path
         .as_deref()
         .map(|p| format!(" YAML {p}"))
@@ -590,13 +635,63 @@ mod tests {
 
     #[test]
     fn durations_parse_with_units_and_name_the_flag() {
-        assert_eq!(parse_duration("--max-duration", "90s"), Ok(90));
-        assert_eq!(parse_duration("--max-duration", "30m"), Ok(1800));
-        assert_eq!(parse_duration("--max-duration", "2h"), Ok(7200));
-        assert_eq!(parse_duration("--max-duration", "45"), Ok(45));
-        let e = parse_duration("--keep-on-failure", "soon").unwrap_err();
-        assert!(e.starts_with("--keep-on-failure soon:"), "{e}");
-        assert!(parse_duration("--max-duration", "-3m").is_err());
+        assert_eq!(flag_duration("--max-duration", "90s"), Ok(90));
+        assert_eq!(flag_duration("--max-duration", "30m"), Ok(1800));
+        assert_eq!(flag_duration("--max-duration", "2h"), Ok(7200));
+        assert_eq!(flag_duration("--max-duration", "1d"), Ok(86_400));
+        assert_eq!(flag_duration("--max-duration", "1.5h"), Ok(5400));
+        assert_eq!(flag_duration("--max-duration", "45"), Ok(45));
+        let e = flag_duration("--keep-on-failure", "soon").unwrap_err();
+        assert!(e.starts_with("--keep-on-failure soon: "), "{e}");
+        assert!(e.contains("such as 90s, 30m"), "{e}");
+        for bad in ["-3m", "0", "0s", "", "1w"] {
+            let e = flag_duration("--max-duration", bad).unwrap_err();
+            assert!(e.starts_with(&format!("--max-duration {bad}: ")), "{e}");
+        }
+        // The same forms as `resources.max_duration` in a task YAML.
+        for text in ["90s", "30m", "1.5h", "1d", "3600", "45 m", "0.1s", "w"] {
+            assert_eq!(
+                flag_duration("--max-duration", text).ok(),
+                sky_spec::parse_duration(text).ok(),
+                "{text:?}"
+            );
+        }
+    }
+
+    fn task_with(yaml: &str) -> Task {
+        match sky_spec::parse_task_file(yaml, &sky_spec::ParseOptions::default()) {
+            Ok(TaskFile::Task(t)) => *t,
+            other => panic!("{yaml}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn max_duration_comes_from_the_tasks_resources() {
+        let none = task_with("name: a\nrun: echo\n");
+        let short = task_with("name: b\nresources:\n  max_duration: 90s\nrun: echo\n");
+        let long = task_with("name: c\nresources:\n  max_duration: 2h\nrun: echo\n");
+        let any_of = task_with(
+            "name: d\nresources:\n  any_of:\n    - {cpus: 1, max_duration: 10m}\n    - {cpus: 2, max_duration: 1h}\nrun: echo\n",
+        );
+        assert_eq!(yaml_max_duration(std::slice::from_ref(&none)), (None, None));
+        assert_eq!(
+            yaml_max_duration(std::slice::from_ref(&short)),
+            (Some(90), None)
+        );
+        assert_eq!(yaml_max_duration(&[any_of]), (Some(3600), None));
+        // A pipeline whose tasks agree: that limit, no note.
+        assert_eq!(
+            yaml_max_duration(&[short.clone(), short.clone()]),
+            (Some(90), None)
+        );
+        // Disagreeing (or unset on some): the largest, with a note naming each task's.
+        let (d, note) = yaml_max_duration(&[none, short, long]);
+        assert_eq!(d, Some(7200));
+        let note = note.expect("a note");
+        assert!(
+            note.contains("a none, b 1m30s, c 2h") && note.contains("using the largest, 2h"),
+            "{note}"
+        );
     }
 
     #[test]

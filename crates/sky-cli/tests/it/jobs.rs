@@ -530,3 +530,204 @@ fn a_spot_job_gets_sigterm_and_the_notice_file_before_each_preemption() {
         assert!(deadline.parse::<f64>().is_ok(), "{signals:?}");
     }
 }
+
+/// Polls `sky status` until it no longer lists `cluster` (at most `secs`); returns when it
+/// was first seen gone. Panics with the controller log when it is still there.
+fn wait_cluster_gone(j: &Jobs, cluster: &str, secs: u64) -> std::time::SystemTime {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let listed = j.clusters();
+        if !listed.contains(cluster) {
+            return std::time::SystemTime::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cluster {cluster} still listed after {secs}s:\n{listed}\ncontroller log:\n{}",
+            j.controller_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn unix_secs(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[test]
+fn max_duration_from_the_flag_or_the_yaml_ends_a_long_job_failed_with_its_reason() {
+    let j = Jobs::new(ONE_REGION);
+    let plain = j.task("flag.yaml", "name: byflag\nrun: sleep 600\n");
+    let in_yaml = j.task(
+        "yaml.yaml",
+        "name: byyaml\nresources:\n  max_duration: 3s\nrun: sleep 600\n",
+    );
+    // Both given: the flag wins over the YAML's hour.
+    let both = j.task(
+        "both.yaml",
+        "name: both\nresources:\n  max_duration: 1h\nrun: sleep 600\n",
+    );
+    let jobs = [
+        ("byflag", j.submit(&["--max-duration", "3s", &plain])),
+        ("byyaml", j.submit(&[&in_yaml])),
+        ("both", j.submit(&["--max-duration", "3s", &both])),
+    ];
+    for (name, id) in jobs {
+        let done = j.wait_terminal(id);
+        let log = j.controller_log();
+        assert_eq!(done["status"], "FAILED", "{name}: {done}\n{log}");
+        assert_eq!(
+            done["failure_reason"], "exceeded max_duration 3s",
+            "{name}: {done}\n{log}"
+        );
+        let task = &done["tasks"][0];
+        assert_eq!(task["status"], "FAILED", "{name}: {done}");
+        assert_eq!(
+            task["failure_reason"], "exceeded max_duration 3s",
+            "{name}: {done}"
+        );
+        // It ran (it was RUNNING for the limit), and was ended long before `sleep 600`.
+        let (start, end) = (
+            task["started_at"].as_i64().expect("started_at"),
+            task["ended_at"].as_i64().expect("ended_at"),
+        );
+        assert!(
+            (2..=60).contains(&(end - start)),
+            "{name}: ran {}s: {done}",
+            end - start
+        );
+        let cluster = format!("{name}-{id}");
+        assert_eq!(task["cluster"], cluster.as_str(), "{name}: {done}");
+        wait_cluster_gone(&j, &cluster, 30);
+    }
+}
+
+#[test]
+fn keep_on_failure_keeps_a_failed_jobs_cluster_for_the_time_then_downs_it() {
+    let j = Jobs::new(ONE_REGION);
+    let kept = j.task("kept.yaml", "name: kept\nrun: exit 1\n");
+    let id = j.submit(&["--keep-on-failure", "6s", &kept]);
+    let done = j.wait(id, 180, |s| s == "FAILED");
+    let cluster = format!("kept-{id}");
+    assert_eq!(done["tasks"][0]["cluster"], cluster.as_str(), "{done}");
+    assert!(
+        done["failure_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("exit code 1")),
+        "{done}"
+    );
+    // Still there once FAILED (the debugging window), and still up.
+    let listed = j.clusters();
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains(&cluster) && l.contains("UP")),
+        "{cluster} not kept after FAILED:\n{listed}\ncontroller log:\n{}",
+        j.controller_log()
+    );
+    let ended = done["ended_at"].as_i64().expect("ended_at") as f64;
+    let gone = unix_secs(wait_cluster_gone(&j, &cluster, 30));
+    // Kept for the 6 s (ended_at is whole seconds, rounded down), not torn down at once.
+    assert!(
+        gone - ended >= 5.0,
+        "gone {:.1}s after the job ended, kept for 6s:\n{}",
+        gone - ended,
+        j.controller_log()
+    );
+    let o = j.sky(&[
+        "jobs",
+        "logs",
+        "--controller",
+        "--no-follow",
+        &id.to_string(),
+    ]);
+    let (log, err) = text(&o);
+    assert!(
+        log.contains(&format!(
+            "keeping {cluster} for debugging (keep_on_failure)"
+        )),
+        "{log}{err}"
+    );
+    let after = j.job(id);
+    assert_eq!(after["status"], "FAILED", "{after}");
+
+    // Without the flag a failed job's cluster goes away, and is not kept.
+    let plain = j.task("plain.yaml", "name: plain\nrun: exit 1\n");
+    let id = j.submit(&[&plain]);
+    let done = j.wait(id, 180, |s| s == "FAILED");
+    let cluster = format!("plain-{id}");
+    assert_eq!(done["tasks"][0]["cluster"], cluster.as_str(), "{done}");
+    wait_cluster_gone(&j, &cluster, 30);
+    let o = j.sky(&[
+        "jobs",
+        "logs",
+        "--controller",
+        "--no-follow",
+        &id.to_string(),
+    ]);
+    let (log, _) = text(&o);
+    assert!(!log.contains("keep_on_failure"), "{log}");
+    assert_eq!(j.job(id)["status"], "FAILED");
+}
+
+#[test]
+fn a_bad_duration_is_refused_naming_its_flag_and_nothing_is_recorded() {
+    let j = Jobs::new(ONE_REGION);
+    let good = j.task("good.yaml", "name: good\nrun: echo hi\n");
+    for flag in ["--max-duration", "--keep-on-failure"] {
+        for bad in ["soon", "0", "-5m"] {
+            // `--flag=VALUE`: clap takes `-5m` apart as an option otherwise.
+            let arg = format!("{flag}={bad}");
+            let o = j.sky(&["jobs", "launch", "-y", "-d", &arg, &good]);
+            let (out, err) = text(&o);
+            assert_eq!(code(&o), 3, "{flag} {bad}: {out}{err}");
+            // Named with its value, then what is wrong (sky-spec's message, as for the YAML).
+            assert!(
+                err.contains(&format!("{flag} {bad}: ")) && err.contains(&format!("{bad:?}")),
+                "{flag} {bad}: {err}"
+            );
+            if bad == "soon" {
+                assert!(err.contains("such as 90s, 30m, 2h"), "{err}");
+            }
+        }
+    }
+    // The YAML's spelling is checked the same way, naming the field.
+    let bad = j.task(
+        "bad.yaml",
+        "name: bad\nresources:\n  max_duration: soon\nrun: echo hi\n",
+    );
+    let o = j.sky(&["jobs", "launch", "-y", "-d", &bad]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 3, "{out}{err}");
+    assert!(
+        err.contains("max_duration") && err.contains("\"soon\""),
+        "{err}"
+    );
+    let o = j.sky(&["jobs", "queue", "-a", "-o", "json"]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 0, "{out}{err}");
+    let jobs: Vec<Value> = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(jobs.is_empty(), "a refused launch was recorded: {out}");
+}
+
+#[test]
+fn a_pipeline_whose_tasks_set_different_max_durations_says_which_applies() {
+    let j = Jobs::new(ONE_REGION);
+    let pipe = j.task(
+        "pipe.yaml",
+        "name: pipe\n---\nname: prep\nresources:\n  max_duration: 10m\nrun: echo prep\n---\nname: train\nresources:\n  max_duration: 2h\nrun: echo train\n",
+    );
+    let o = j.sky(&["jobs", "launch", "--dryrun", &pipe]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 0, "{out}{err}");
+    assert!(
+        err.contains("prep 10m, train 2h") && err.contains("using the largest, 2h"),
+        "{err}"
+    );
+    // The flag sets the limit: no note.
+    let o = j.sky(&["jobs", "launch", "--dryrun", "--max-duration", "1h", &pipe]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 0, "{out}{err}");
+    assert!(!err.contains("max_duration"), "{err}");
+}
