@@ -295,12 +295,12 @@ pub async fn managed_clusters(backend: &Backend) -> std::collections::BTreeMap<S
 }
 
 /// The clusters `sky stop|down|autostop` act on: with `-a`, all but those of managed jobs in
-/// progress and the jobs controller's cluster (said, not silently); a managed job's cluster
+/// progress and the jobs controller's cluster `controller` (said, not silently); a managed job's cluster
 /// named explicitly is refused: the
 /// controller would recover the job onto a new cluster. `force` (`sky down --purge`) takes
 /// them anyway.
 pub async fn lifecycle_targets(
-    env: &crate::hostenv::HostEnv,
+    controller: &str,
     backend: &Backend,
     what: &str,
     names: &[String],
@@ -314,12 +314,11 @@ pub async fn lifecycle_targets(
     let managed = managed_clusters(backend).await;
     if all {
         // The jobs controller's own cluster holds the managed jobs' truth: only by name.
-        let controller = crate::jobsctl::controller_cluster(env);
-        if names.contains(&controller) {
+        if names.iter().any(|n| n == controller) {
             eprintln!(
                 "Skipping the jobs controller's cluster {controller}: `sky {what} {controller}` acts on it by name."
             );
-            names.retain(|n| n != &controller);
+            names.retain(|n| n != controller);
         }
         let skipped: Vec<String> = names
             .iter()

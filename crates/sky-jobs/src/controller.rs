@@ -566,6 +566,21 @@ impl Controller {
                 };
                 resumed = false;
                 let a = reconcile(&st, &pol, &obs, now_ms());
+                // The attempt's job ended by itself: let the log copy reach the log's end (bounded)
+                // before the end is recorded, so a reader that stops at the end has every line.
+                if matches!(st.phase, Phase::Running)
+                    && matches!(
+                        a.next.phase,
+                        Phase::Downing {
+                            cancel_job: None,
+                            ..
+                        } | Phase::Kept { .. }
+                            | Phase::Done
+                    )
+                    && let Some(l) = logs.as_mut()
+                {
+                    let _ = tokio::time::timeout(LOG_DRAIN, &mut l.done).await;
+                }
                 if a.next != st {
                     prog.tasks[i] = a.next.clone();
                     self.persist(id, &prog, Some((i, &st))).await;
@@ -609,19 +624,6 @@ impl Controller {
                     (Phase::Running, _) => {}
                     _ => {
                         if let Some(l) = logs.take() {
-                            // The job ended by itself: let the copy reach the log's end before
-                            // the cluster goes (bounded), so its last lines are kept.
-                            let ended_itself = matches!(
-                                st.phase,
-                                Phase::Downing {
-                                    cancel_job: None,
-                                    ..
-                                } | Phase::Kept { .. }
-                                    | Phase::Done
-                            );
-                            if ended_itself {
-                                let _ = tokio::time::timeout(LOG_DRAIN, l.done).await;
-                            }
                             l.token.cancel();
                         }
                     }

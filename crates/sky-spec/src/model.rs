@@ -382,3 +382,66 @@ pub struct ReplicaPolicy {
     pub dynamic_ondemand_fallback: Option<bool>,
     pub spot_placer: Option<String>,
 }
+
+impl Task {
+    /// Makes the task's local paths absolute against `cwd` (where the CLI runs): a relative
+    /// `workdir` path and relative local `file_mounts` sources (plain sources and storage
+    /// objects' local sources). Bucket URIs, absolute and `~` paths are left as they are. For
+    /// a task that runs from somewhere else than the CLI's directory (the managed-jobs
+    /// controller).
+    pub fn absolutize_local_paths(&mut self, cwd: &std::path::Path) {
+        let fix = |p: &mut String| {
+            if !p.is_empty()
+                && !p.starts_with('/')
+                && !p.starts_with('~')
+                && !crate::util::is_uri(p)
+            {
+                let rel: std::path::PathBuf = std::path::Path::new(&*p)
+                    .components()
+                    .filter(|c| !matches!(c, std::path::Component::CurDir))
+                    .collect();
+                let abs = if rel.as_os_str().is_empty() {
+                    cwd.to_path_buf()
+                } else {
+                    cwd.join(rel)
+                };
+                *p = abs.display().to_string();
+            }
+        };
+        if let Some(Workdir::Path(p)) = &mut self.workdir {
+            fix(p);
+        }
+        for m in self.file_mounts.values_mut() {
+            match m {
+                FileMount::Source(s) => fix(s),
+                FileMount::Storage(st) => st.source.iter_mut().for_each(fix),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod absolutize_tests {
+    use super::*;
+
+    #[test]
+    fn relative_local_paths_become_absolute_and_the_rest_stays() {
+        let yaml = "workdir: .\nfile_mounts:\n  /data: ./data\n  /abs: /srv/x\n  /home: ~/y\n  /b: s3://bucket/p\n  /st:\n    name: my-bucket\n    source: ./up\n    mode: COPY\nrun: ls\n";
+        let crate::TaskFile::Task(mut t) =
+            crate::parse_task_file(yaml, &crate::ParseOptions::default()).unwrap()
+        else {
+            panic!("one task");
+        };
+        t.absolutize_local_paths(std::path::Path::new("/work/proj"));
+        assert_eq!(t.workdir, Some(Workdir::Path("/work/proj".into())));
+        let src = |k: &str| match &t.file_mounts[k] {
+            FileMount::Source(s) => s.clone(),
+            FileMount::Storage(s) => s.source.join(","),
+        };
+        assert_eq!(src("/data"), "/work/proj/data");
+        assert_eq!(src("/abs"), "/srv/x");
+        assert_eq!(src("/home"), "~/y");
+        assert_eq!(src("/b"), "s3://bucket/p");
+        assert_eq!(src("/st"), "/work/proj/up");
+    }
+}

@@ -164,11 +164,19 @@ pub fn lifecycle(env: &HostEnv, what: &str, args: &ClusterArgs) -> i32 {
         // `sky down` can clean up without a readable state database.
         let backend = backend_or_exit!(env, what == "down");
         let force = what == "down" && args.purge;
-        let names =
-            match lifecycle_targets(env, &backend, what, &args.clusters, args.all, force).await {
-                Ok(n) => n,
-                Err(code) => return code,
-            };
+        let names = match lifecycle_targets(
+            &crate::jobsctl::controller_cluster(env),
+            &backend,
+            what,
+            &args.clusters,
+            args.all,
+            force,
+        )
+        .await
+        {
+            Ok(n) => n,
+            Err(code) => return code,
+        };
         let rep = reporter();
         let mut code = exit::OK;
         for name in names {
@@ -200,13 +208,19 @@ pub fn autostop(env: &HostEnv, args: &AutostopArgs) -> i32 {
     names_or_exit!(&args.clusters);
     block_on(async {
         let backend = backend_or_exit!(env);
-        let names =
-            match lifecycle_targets(env, &backend, "autostop", &args.clusters, args.all, false)
-                .await
-            {
-                Ok(n) => n,
-                Err(code) => return code,
-            };
+        let names = match lifecycle_targets(
+            &crate::jobsctl::controller_cluster(env),
+            &backend,
+            "autostop",
+            &args.clusters,
+            args.all,
+            false,
+        )
+        .await
+        {
+            Ok(n) => n,
+            Err(code) => return code,
+        };
         let idle = if args.cancel {
             -1
         } else {
