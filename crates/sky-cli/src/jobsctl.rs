@@ -371,7 +371,10 @@ mod tests {
             script.contains("S=\"$HOME/.sky/bin/sky\"; [ -x \"$S\" ] || S='/opt/my tools/sky'"),
             "{script}"
         );
-        assert!(script.ends_with("exec \"$S\" jobs controller run"), "{script}");
+        assert!(
+            script.ends_with("exec \"$S\" jobs controller run"),
+            "{script}"
+        );
         // It runs: with no node binary, the fallback is what it execs.
         let dir = tempfile::tempdir().unwrap();
         let fake = dir.path().join("fake sky");
@@ -384,6 +387,9 @@ mod tests {
             .env("HOME", dir.path())
             .output()
             .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "ran jobs controller run\n");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "ran jobs controller run\n"
+        );
     }
 }
