@@ -123,15 +123,10 @@ fn requested(task: &Task) -> String {
     format!("{}x[{inner}]", task.num_nodes)
 }
 
-/// The task as the controller gets it: a relative workdir made absolute (the controller runs
-/// elsewhere), secrets apart.
+/// The task as the controller gets it: a relative workdir and relative local file_mounts
+/// sources made absolute (the controller runs from elsewhere), secrets apart.
 fn submission_task(env: &HostEnv, mut task: Task) -> TaskSubmission {
-    if let Some(sky_spec::Workdir::Path(p)) = &mut task.workdir
-        && !p.starts_with('/')
-        && !p.starts_with('~')
-    {
-        *p = env.cwd().join(&*p).display().to_string();
-    }
+    task.absolutize_local_paths(&env.cwd());
     let secrets: Vec<(String, String)> = task
         .secrets
         .iter()

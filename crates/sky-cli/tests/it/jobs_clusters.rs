@@ -1,6 +1,6 @@
 //! A managed job's cluster belongs to the jobs controller: `sky down -a` / `sky stop -a` skip it
 //! (and say so), naming it is refused with the `sky jobs cancel` to run, and `sky down --purge`
-//! takes it anyway.
+//! takes it anyway. Relative local paths of a managed task are the CLI's directory's.
 
 use std::time::{Duration, Instant};
 
@@ -101,4 +101,20 @@ fn cluster_commands_leave_managed_job_clusters_to_the_controller() {
     let o = j.sky(&["jobs", "cancel", "-y", &id.to_string()]);
     assert_eq!(code(&o), 0, "{:?}", text(&o));
     wait_status(&j, id, "CANCELLED");
+}
+
+/// Relative local paths in a managed job's task are the CLI's directory's, not the
+/// controller's: the workdir and a file_mounts source given as `./...` reach the node.
+#[test]
+fn relative_workdir_and_file_mounts_are_the_clis() {
+    let j = Jobs::new(ONE_REGION);
+    j.home.write("proj/hello.txt", "from the workdir\n");
+    j.home.write("data/in.txt", "from a file mount\n");
+    let task = j.task(
+        "paths.yaml",
+        "name: paths\nworkdir: ./proj\nfile_mounts:\n  ~/in.txt: ./data/in.txt\nrun: |\n  cat hello.txt >> PROGRESS/seen\n  cat ~/in.txt >> PROGRESS/seen\n",
+    );
+    let id = j.submit(&[&task]);
+    wait_status(&j, id, "SUCCEEDED");
+    assert_eq!(j.lines("seen"), ["from the workdir", "from a file mount"]);
 }
