@@ -49,6 +49,21 @@ pub async fn connect(env: &HostEnv) -> Result<JobsClient, JobsError> {
     start(env).await
 }
 
+/// Where the controller runs when it cannot see this machine's files: `Some(cluster)` when
+/// `jobs.controller.resources` puts it on a cluster of its own on a cloud other than the local
+/// one (whose nodes share this machine's filesystem).
+pub fn controller_elsewhere(env: &HostEnv) -> Option<String> {
+    let r = remote_resources(env)?;
+    let cloud = r
+        .get("cloud")
+        .or_else(|| r.get("infra"))
+        .and_then(|v| v.as_str());
+    match cloud {
+        Some(c) if c == "local" || c.starts_with("local/") => None,
+        _ => Some(controller_cluster(env)),
+    }
+}
+
 /// `jobs.controller.resources` of the user's config, if set.
 fn remote_resources(env: &HostEnv) -> Option<serde_json::Value> {
     let config = crate::clouds::load_config(env).ok()?;

@@ -222,8 +222,22 @@ fn launch(env: &HostEnv, args: &JobsLaunchArgs, command_line: &str) -> i32 {
                 );
                 return exit::INVALID_INPUT;
             }
-            if let Err(e) = sky_launch::local_uploads(t) {
-                return report(&e);
+            match sky_launch::local_uploads(t) {
+                Err(e) => return report(&e),
+                Ok(up) if !up.is_empty() => {
+                    // Refused up front rather than failing on the controller's node.
+                    if let Some(cluster) = crate::jobsctl::controller_elsewhere(env) {
+                        let paths: Vec<String> =
+                            up.iter().map(|(p, _)| p.display().to_string()).collect();
+                        eprintln!(
+                            "invalid task{where_}: it uploads files from this machine ({}), but the jobs controller runs on its own cluster {cluster} (jobs.controller.resources in {}), which cannot read them; sky-rs does not yet ship local files to a remote controller (SkyPilot stages them in a bucket). Put the controller on the local cloud (`cloud: local`), or remove the local workdir/file_mounts.",
+                            paths.join(", "),
+                            env.config_path().display()
+                        );
+                        return exit::INVALID_INPUT;
+                    }
+                }
+                Ok(_) => {}
             }
         }
         let name = args

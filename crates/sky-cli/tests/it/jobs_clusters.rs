@@ -118,3 +118,30 @@ fn relative_workdir_and_file_mounts_are_the_clis() {
     wait_status(&j, id, "SUCCEEDED");
     assert_eq!(j.lines("seen"), ["from the workdir", "from a file mount"]);
 }
+
+/// A controller on its own cluster on another cloud cannot read this machine's files: a task
+/// that uploads some is refused before anything is recorded or launched.
+#[test]
+fn local_files_are_refused_for_a_controller_on_another_cloud() {
+    let j = Jobs::new(&format!(
+        "{ONE_REGION}jobs:\n  controller:\n    resources:\n      cloud: aws\n      cpus: 2\n"
+    ));
+    j.home.write("proj/hello.txt", "hi\n");
+    let task = j.task("up.yaml", "name: up\nworkdir: ./proj\nrun: cat hello.txt\n");
+    let o = j.sky(&["jobs", "launch", "-d", "-y", &task]);
+    let (out, err) = text(&o);
+    assert_eq!(code(&o), 3, "{out}{err}");
+    assert!(
+        err.contains("jobs controller runs on its own cluster sky-jobs-controller-")
+            && err.contains("/proj")
+            && err.contains("cloud: local"),
+        "{err}"
+    );
+    // Nothing launched: no controller cluster, no job.
+    let status = j.clusters();
+    assert!(status.contains("No existing clusters."), "{status}");
+    assert!(
+        !j.home.path().join(".sky-rs/jobs/controller.json").exists(),
+        "no local controller started either"
+    );
+}
