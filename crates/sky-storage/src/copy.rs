@@ -1,4 +1,5 @@
-//! COPY: a bucket prefix downloaded into a directory with parallel ranged reads, and a local
+//! COPY: a bucket object downloaded as a file, or a bucket prefix into a directory, with
+//! parallel ranged reads ([`download_prefix`]), and a local
 //! directory uploaded to a bucket (multipart above a threshold). Concurrency is bounded by a
 //! semaphore over ranges (not files), listing is streamed page by page, and each range is
 //! retried on transient errors (a failure mid-stream restarts that range only).
@@ -8,7 +9,9 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use sky_provider::objstore::{ByteRange, ObjectStore, ObjectStoreError, ObjectStoreErrorKind as K};
+use sky_provider::objstore::{
+    ByteRange, ObjectMeta, ObjectStore, ObjectStoreError, ObjectStoreErrorKind as K,
+};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -122,9 +125,18 @@ async fn fetch_range(
     Ok(n)
 }
 
-/// Downloads every object under the directory `prefix` of `bucket` into `dest` (keys relative
-/// to the prefix become relative paths; `data` and `data/` are the same). Large objects are read in `chunk_size` ranges in parallel; at most
-/// `concurrency` ranges are in flight. Stops at the first error that retries do not cure.
+/// Downloads a bucket sub-path, as SkyPilot's COPY of `<store>://bucket/<path>` does:
+///
+/// - if `path` names an object (an exact key; it does not end with `/`), that object is
+///   downloaded as the file `dest` (or, when `dest` is an existing directory, as
+///   `dest/<the key's last segment>`, like `cp`); an object wins over a prefix of the same name;
+/// - otherwise `path` names a directory: every object under `path/` is downloaded into the
+///   directory `dest` (keys relative to the prefix become relative paths; `data` and `data/`
+///   are the same, and `data` never matches `database/...`); an empty `path` is the whole
+///   bucket.
+///
+/// Large objects are read in `chunk_size` ranges in parallel; at most `concurrency` ranges are
+/// in flight. Stops at the first error that retries do not cure.
 pub async fn download_prefix(
     store: Arc<dyn ObjectStore>,
     bucket: &str,
@@ -132,6 +144,18 @@ pub async fn download_prefix(
     dest: &Path,
     opts: &CopyOptions,
 ) -> Result<CopyStats, ObjectStoreError> {
+    let mut dl = Downloads::new(store.clone(), bucket, opts);
+    if let Some(meta) = exact_object(store.as_ref(), bucket, prefix, &opts.retry).await? {
+        let name = meta.key.rsplit('/').next().unwrap_or(&meta.key);
+        let is_dir = tokio::fs::metadata(dest).await.is_ok_and(|m| m.is_dir());
+        let path = if is_dir {
+            dest.join(name)
+        } else {
+            dest.to_path_buf()
+        };
+        dl.object(&meta.key, meta.size, &path).await?;
+        return dl.finish().await;
+    }
     // A prefix names a directory: `data` copies `data/...`, not `database/...`.
     let prefix = if prefix.is_empty() || prefix.ends_with('/') {
         prefix.to_string()
@@ -139,74 +163,128 @@ pub async fn download_prefix(
         format!("{prefix}/")
     };
     let prefix = prefix.as_str();
-    let sem = Arc::new(Semaphore::new(opts.concurrency.max(1)));
-    let mut tasks: JoinSet<Result<u64, ObjectStoreError>> = JoinSet::new();
-    let mut stats = CopyStats::default();
     let mut pages = std::pin::pin!(list_pages(
         store.clone(),
         bucket.to_string(),
         prefix.to_string(),
         1000
     ));
-    let chunk = opts.chunk_size.max(1);
     while let Some(page) = pages.next().await {
         for o in page?.objects {
             let Some(path) = local_path(dest, prefix, &o.key) else {
                 continue;
             };
-            if let Some(parent) = path.parent() {
-                tokio::fs::create_dir_all(parent)
-                    .await
-                    .map_err(|e| io(format!("creating {}", parent.display()), e))?;
-            }
-            let f = tokio::fs::File::create(&path)
-                .await
-                .map_err(|e| io(format!("creating {}", path.display()), e))?;
-            f.set_len(o.size)
-                .await
-                .map_err(|e| io(format!("sizing {}", path.display()), e))?;
-            drop(f);
-            stats.files += 1;
-            let per = o.size.div_ceil(opts.max_ranges_per_object.max(1));
-            let chunk = chunk.max(per);
-            let mut start = 0;
-            while start < o.size {
-                let end = (start + chunk).min(o.size);
-                let permit = sem
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore is never closed");
-                // Surface failures early instead of queueing more work behind them.
-                while let Some(done) = tasks.try_join_next() {
-                    stats.bytes += joined(done)?;
-                }
-                let (store, bucket, key, path, retry) = (
-                    store.clone(),
-                    bucket.to_string(),
-                    o.key.clone(),
-                    path.clone(),
-                    opts.retry.clone(),
-                );
-                tasks.spawn(async move {
-                    let _permit = permit;
-                    let range = ByteRange {
-                        start,
-                        end: Some(end),
-                    };
-                    with_retry(&retry, || {
-                        fetch_range(store.as_ref(), &bucket, &key, range, &path)
-                    })
-                    .await
-                });
-                start = end;
-            }
+            dl.object(&o.key, o.size, &path).await?;
         }
     }
-    while let Some(done) = tasks.join_next().await {
-        stats.bytes += joined(done)?;
+    dl.finish().await
+}
+
+/// The object named exactly `key`, if there is one. An empty key or one ending with `/` names a
+/// directory; a key the store refuses as an object name (a local store's `a/./b`) is no
+/// object either, and is left to the listing.
+async fn exact_object(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    key: &str,
+    retry: &RetryPolicy,
+) -> Result<Option<ObjectMeta>, ObjectStoreError> {
+    if key.is_empty() || key.ends_with('/') {
+        return Ok(None);
     }
-    Ok(stats)
+    match with_retry(retry, || store.head(bucket, key)).await {
+        Ok(meta) => Ok(Some(ObjectMeta {
+            key: key.to_string(),
+            ..meta
+        })),
+        Err(e) if matches!(e.kind, K::NotFound | K::BadName) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The ranged reads of a download in flight: objects are added one by one, their ranges run
+/// `concurrency` at a time.
+struct Downloads {
+    store: Arc<dyn ObjectStore>,
+    bucket: String,
+    opts: CopyOptions,
+    sem: Arc<Semaphore>,
+    tasks: JoinSet<Result<u64, ObjectStoreError>>,
+    stats: CopyStats,
+}
+
+impl Downloads {
+    fn new(store: Arc<dyn ObjectStore>, bucket: &str, opts: &CopyOptions) -> Self {
+        Downloads {
+            store,
+            bucket: bucket.to_string(),
+            opts: opts.clone(),
+            sem: Arc::new(Semaphore::new(opts.concurrency.max(1))),
+            tasks: JoinSet::new(),
+            stats: CopyStats::default(),
+        }
+    }
+
+    /// Creates `path` at the object's size and queues its ranges.
+    async fn object(&mut self, key: &str, size: u64, path: &Path) -> Result<(), ObjectStoreError> {
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| io(format!("creating {}", parent.display()), e))?;
+        }
+        let f = tokio::fs::File::create(path)
+            .await
+            .map_err(|e| io(format!("creating {}", path.display()), e))?;
+        f.set_len(size)
+            .await
+            .map_err(|e| io(format!("sizing {}", path.display()), e))?;
+        drop(f);
+        self.stats.files += 1;
+        let per = size.div_ceil(self.opts.max_ranges_per_object.max(1));
+        let chunk = self.opts.chunk_size.max(1).max(per);
+        let mut start = 0;
+        while start < size {
+            let end = (start + chunk).min(size);
+            let permit = self
+                .sem
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            // Surface failures early instead of queueing more work behind them.
+            while let Some(done) = self.tasks.try_join_next() {
+                self.stats.bytes += joined(done)?;
+            }
+            let (store, bucket, key, path, retry) = (
+                self.store.clone(),
+                self.bucket.clone(),
+                key.to_string(),
+                path.to_path_buf(),
+                self.opts.retry.clone(),
+            );
+            self.tasks.spawn(async move {
+                let _permit = permit;
+                let range = ByteRange {
+                    start,
+                    end: Some(end),
+                };
+                with_retry(&retry, || {
+                    fetch_range(store.as_ref(), &bucket, &key, range, &path)
+                })
+                .await
+            });
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Waits for every queued range.
+    async fn finish(mut self) -> Result<CopyStats, ObjectStoreError> {
+        while let Some(done) = self.tasks.join_next().await {
+            self.stats.bytes += joined(done)?;
+        }
+        Ok(self.stats)
+    }
 }
 
 fn joined(
@@ -315,10 +393,15 @@ pub async fn upload_file_multipart(
         return Err(e);
     }
     parts.sort_by_key(|p| p.number);
-    with_retry(&opts.retry, || {
+    let done = with_retry(&opts.retry, || {
         store.complete_multipart(bucket, key, &upload, parts.clone())
     })
-    .await?;
+    .await;
+    if let Err(e) = done {
+        // Leave no parts behind (stores keep them, and bill for them, until aborted).
+        let _ = store.abort_multipart(bucket, key, &upload).await;
+        return Err(e);
+    }
     Ok(size)
 }
 

@@ -3,8 +3,13 @@
 //! (ADC: `GOOGLE_APPLICATION_CREDENTIALS`, gcloud's config, the metadata server), or not at all
 //! against an emulator at `STORAGE_EMULATOR_HOST`.
 //!
-//! Multipart uploads are parts stored as temporary objects `<key>.sky-part-<upload>-<n>` and
-//! joined by `compose` (32 sources per call, in rounds), then deleted.
+//! Multipart uploads are parts stored as temporary objects under the reserved prefix
+//! [`MULTIPART_PREFIX`] (`.sky-multipart/<upload id>/<n>`) and joined by `compose` (32 sources
+//! per call, in rounds); the parts (and the rounds' intermediates) are deleted after the
+//! compose and by an abort. Listings never show keys under the reserved prefix, so the parts
+//! of an upload in flight (or of one abandoned by a crash) are invisible to `list_page` and so
+//! to COPY; a bucket left with only such parts counts as empty for `delete_bucket`, which
+//! deletes them first.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +24,15 @@ use sky_provider::objstore::{
 use crate::http::{body_reader, enc, file_body, kind_of_status, random_id, send_error};
 
 const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.full_control";
+
+/// The reserved key prefix of a GCS bucket under which multipart uploads keep their parts
+/// (`.sky-multipart/<upload id>/...`). Listings skip every key under it; do not store objects
+/// there.
+pub const MULTIPART_PREFIX: &str = ".sky-multipart/";
+
+fn reserved(key: &str) -> bool {
+    key.starts_with(MULTIPART_PREFIX)
+}
 
 /// A GCS project's buckets.
 #[derive(Clone)]
@@ -218,8 +232,112 @@ impl GcsStore {
         Ok(())
     }
 
-    fn part_name(key: &str, upload_id: &str, n: u32) -> String {
-        format!("{key}.sky-part-{upload_id}-{n:06}")
+    /// Where the objects of upload `upload_id` live; an id that no `create_multipart` gave is
+    /// refused (it could name another upload's parts or none).
+    fn upload_dir(bucket: &str, key: &str, upload_id: &str) -> Result<String, ObjectStoreError> {
+        if upload_id.is_empty() || !upload_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(ObjectStoreError::new(
+                K::NotFound,
+                format!(
+                    "{}: upload id {upload_id:?} is not one create_multipart returned",
+                    Self::what(bucket, Some(key), "multipart upload")
+                ),
+            ));
+        }
+        Ok(format!("{MULTIPART_PREFIX}{upload_id}/"))
+    }
+
+    /// One page of the raw listing (reserved keys included).
+    async fn list_raw(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        token: Option<&str>,
+        max_keys: u32,
+    ) -> Result<ListPage, ObjectStoreError> {
+        let what = Self::what(bucket, None, "list");
+        let mut url = format!(
+            "{}/o?prefix={}&maxResults={}",
+            self.bucket_url(bucket),
+            enc(prefix),
+            max_keys.clamp(1, 1000)
+        );
+        if let Some(t) = token {
+            url.push_str(&format!("&pageToken={}", enc(t)));
+        }
+        let rb = self.req(reqwest::Method::GET, url).await?;
+        let l: ListJson = self
+            .send(&what, rb, false)
+            .await?
+            .json()
+            .await
+            .map_err(|e| ObjectStoreError::new(K::Other, format!("{what}: bad answer: {e}")))?;
+        Ok(ListPage {
+            objects: l
+                .items
+                .into_iter()
+                .map(|o| ObjectMeta {
+                    key: o.name,
+                    size: o.size.and_then(|s| s.parse().ok()).unwrap_or(0),
+                    etag: o.etag,
+                })
+                .collect(),
+            next: l.next_page_token.filter(|t| !t.is_empty()),
+        })
+    }
+
+    /// Deletes `names` (missing ones are fine), 16 at a time; the first error.
+    async fn delete_all(&self, bucket: &str, names: Vec<String>) -> Result<(), ObjectStoreError> {
+        use futures_util::StreamExt;
+        let mut s = std::pin::pin!(
+            futures_util::stream::iter(names.into_iter().map(|n| async move {
+                crate::with_retry(&crate::RetryPolicy::default(), || self.delete(bucket, &n)).await
+            }))
+            .buffer_unordered(16)
+        );
+        let mut first = None;
+        while let Some(r) = s.next().await {
+            if let Err(e) = r {
+                first = first.or(Some(e));
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Deletes every object under `prefix` (reserved ones included).
+    async fn delete_under(&self, bucket: &str, prefix: &str) -> Result<(), ObjectStoreError> {
+        loop {
+            let page = self.list_raw(bucket, prefix, None, 1000).await?;
+            if page.objects.is_empty() {
+                return Ok(());
+            }
+            self.delete_all(bucket, page.objects.into_iter().map(|o| o.key).collect())
+                .await?;
+        }
+    }
+
+    async fn compose_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        dir: &str,
+        parts: &[String],
+        temps: &mut Vec<String>,
+    ) -> Result<(), ObjectStoreError> {
+        let mut level: Vec<String> = parts.to_vec();
+        let mut round = 0u32;
+        while level.len() > 32 {
+            let mut next = Vec::new();
+            for (i, chunk) in level.chunks(32).enumerate() {
+                let name = format!("{dir}r{round}-{i:06}");
+                temps.push(name.clone());
+                self.compose(bucket, &name, chunk).await?;
+                next.push(name);
+            }
+            level = next;
+            round += 1;
+        }
+        self.compose(bucket, key, &level).await
     }
 }
 
@@ -251,6 +369,21 @@ impl ObjectStore for GcsStore {
 
     async fn delete_bucket(&self, bucket: &str) -> Result<(), ObjectStoreError> {
         let what = Self::what(bucket, None, "delete");
+        let rb = self
+            .req(reqwest::Method::DELETE, self.bucket_url(bucket))
+            .await?;
+        match self.send(&what, rb, false).await {
+            Ok(_) => return Ok(()),
+            // Not empty: if all that is left is parts of unfinished uploads, delete them.
+            Err(e) if e.kind == K::Conflict => {
+                let visible = self.list_page(bucket, "", None, 1).await?;
+                if !visible.objects.is_empty() {
+                    return Err(e);
+                }
+                self.delete_under(bucket, MULTIPART_PREFIX).await?;
+            }
+            Err(e) => return Err(e),
+        }
         let rb = self
             .req(reqwest::Method::DELETE, self.bucket_url(bucket))
             .await?;
@@ -348,35 +481,19 @@ impl ObjectStore for GcsStore {
         token: Option<&str>,
         max_keys: u32,
     ) -> Result<ListPage, ObjectStoreError> {
-        let what = Self::what(bucket, None, "list");
-        let mut url = format!(
-            "{}/o?prefix={}&maxResults={}",
-            self.bucket_url(bucket),
-            enc(prefix),
-            max_keys.clamp(1, 1000)
-        );
-        if let Some(t) = token {
-            url.push_str(&format!("&pageToken={}", enc(t)));
+        // Parts of multipart uploads (under MULTIPART_PREFIX) are skipped; a page of nothing but
+        // parts is followed by the next, so only the last page may be empty.
+        let mut token = token.map(str::to_string);
+        loop {
+            let mut page = self
+                .list_raw(bucket, prefix, token.as_deref(), max_keys)
+                .await?;
+            page.objects.retain(|o| !reserved(&o.key));
+            if !page.objects.is_empty() || page.next.is_none() {
+                return Ok(page);
+            }
+            token = page.next;
         }
-        let rb = self.req(reqwest::Method::GET, url).await?;
-        let l: ListJson = self
-            .send(&what, rb, false)
-            .await?
-            .json()
-            .await
-            .map_err(|e| ObjectStoreError::new(K::Other, format!("{what}: bad answer: {e}")))?;
-        Ok(ListPage {
-            objects: l
-                .items
-                .into_iter()
-                .map(|o| ObjectMeta {
-                    key: o.name,
-                    size: o.size.and_then(|s| s.parse().ok()).unwrap_or(0),
-                    etag: o.etag,
-                })
-                .collect(),
-            next: l.next_page_token.filter(|t| !t.is_empty()),
-        })
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), ObjectStoreError> {
@@ -411,7 +528,7 @@ impl ObjectStore for GcsStore {
         number: u32,
         data: Vec<u8>,
     ) -> Result<CompletedPart, ObjectStoreError> {
-        let tag = Self::part_name(key, upload_id, number);
+        let tag = format!("{}{number:06}", Self::upload_dir(bucket, key, upload_id)?);
         self.put(bucket, &tag, data).await?;
         Ok(CompletedPart { number, tag })
     }
@@ -423,26 +540,31 @@ impl ObjectStore for GcsStore {
         upload_id: &str,
         parts: Vec<CompletedPart>,
     ) -> Result<(), ObjectStoreError> {
-        let originals: Vec<String> = parts.into_iter().map(|p| p.tag).collect();
-        let mut level: Vec<String> = originals.clone();
+        let dir = Self::upload_dir(bucket, key, upload_id)?;
+        let names: Vec<String> = parts.into_iter().map(|p| p.tag).collect();
+        if let Some(n) = names.iter().find(|n| !n.starts_with(&dir)) {
+            return Err(ObjectStoreError::new(
+                K::Other,
+                format!(
+                    "{}: part {n:?} is not a part of upload {upload_id}",
+                    Self::what(bucket, Some(key), "multipart upload")
+                ),
+            ));
+        }
         let mut temps = Vec::new();
-        let mut round = 0u32;
-        while level.len() > 32 {
-            let mut next = Vec::new();
-            for (i, chunk) in level.chunks(32).enumerate() {
-                let name = format!("{key}.sky-part-{upload_id}-r{round}-{i:06}");
-                self.compose(bucket, &name, chunk).await?;
-                temps.push(name.clone());
-                next.push(name);
-            }
-            level = next;
-            round += 1;
-        }
-        self.compose(bucket, key, &level).await?;
-        for n in originals.iter().chain(temps.iter()) {
-            self.delete(bucket, n).await?;
-        }
-        Ok(())
+        let composed = self
+            .compose_parts(bucket, key, &dir, &names, &mut temps)
+            .await;
+        // The intermediates of the rounds go either way; the parts only once composed (a
+        // retried complete needs them; abort deletes them).
+        let cleanup = if composed.is_ok() {
+            names.into_iter().chain(temps).collect()
+        } else {
+            temps
+        };
+        let deleted = self.delete_all(bucket, cleanup).await;
+        composed?;
+        deleted
     }
 
     async fn abort_multipart(
@@ -451,15 +573,7 @@ impl ObjectStore for GcsStore {
         key: &str,
         upload_id: &str,
     ) -> Result<(), ObjectStoreError> {
-        let prefix = format!("{key}.sky-part-{upload_id}-");
-        loop {
-            let page = self.list_page(bucket, &prefix, None, 1000).await?;
-            if page.objects.is_empty() {
-                return Ok(());
-            }
-            for o in page.objects {
-                self.delete(bucket, &o.key).await?;
-            }
-        }
+        let dir = Self::upload_dir(bucket, key, upload_id)?;
+        self.delete_under(bucket, &dir).await
     }
 }

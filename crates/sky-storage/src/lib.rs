@@ -30,7 +30,7 @@ pub use sky_provider::objstore::{
 };
 
 pub use azure::{AZURITE_ACCOUNT, AZURITE_KEY, AzureBlobStore};
-pub use gcs::GcsStore;
+pub use gcs::{GcsStore, MULTIPART_PREFIX as GCS_MULTIPART_PREFIX};
 pub use local::LocalDirStore;
 pub use retry::{RetryPolicy, with_retry};
 pub use s3::S3Store;

@@ -109,12 +109,22 @@ impl LocalDirStore {
     }
 }
 
-/// Every file under `dir` as (key, size), keys with `/`, in key order.
-fn walk(dir: &Path, base: &str, out: &mut Vec<(String, u64)>) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
+/// The files under `dir` as (key, size), keys with `/` starting with `base`; of `dir` itself
+/// only the entries whose names start with `first` (the last segment of a listing's prefix);
+/// only keys after `after` (subtrees wholly before it are not read).
+fn walk(
+    dir: &Path,
+    base: &str,
+    first: &str,
+    after: Option<&str>,
+    out: &mut Vec<(String, u64)>,
+) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
         let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(first) {
+            continue;
+        }
         let key = if base.is_empty() {
             name
         } else {
@@ -122,12 +132,55 @@ fn walk(dir: &Path, base: &str, out: &mut Vec<(String, u64)>) -> std::io::Result
         };
         let md = e.metadata()?;
         if md.is_dir() {
-            walk(&e.path(), &key, out)?;
-        } else {
+            // Every key below starts with `key/`: all of them sort before `after` when it does
+            // not start with `key/` and `key/` sorts before it.
+            let sub = format!("{key}/");
+            if after.is_some_and(|t| !t.starts_with(&sub) && sub.as_str() < t) {
+                continue;
+            }
+            walk(&e.path(), &key, "", after, out)?;
+        } else if after.is_none_or(|t| key.as_str() > t) {
             out.push((key, md.len()));
         }
     }
     Ok(())
+}
+
+/// The objects of the bucket directory `bucket_dir` whose keys start with `prefix` and sort
+/// after `after`, in key order. The walk starts at the deepest directory the prefix names
+/// (`a/b/c` reads `a/b/` and keeps its entries starting with `c`), so sibling trees are never
+/// read. A prefix whose directory part no key can have (`a//b`, `./a`, `a/../b`) or that does
+/// not exist matches nothing.
+fn list_prefix(
+    bucket_dir: &Path,
+    prefix: &str,
+    after: Option<&str>,
+) -> std::io::Result<Vec<(String, u64)>> {
+    let (dir_part, first) = match prefix.rfind('/') {
+        Some(i) => (&prefix[..i], &prefix[i + 1..]),
+        None => ("", prefix),
+    };
+    let mut start = bucket_dir.to_path_buf();
+    if !dir_part.is_empty() {
+        if dir_part
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
+            return Ok(Vec::new());
+        }
+        start.push(dir_part);
+        match std::fs::metadata(&start) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        }
+    }
+    let mut out = Vec::new();
+    walk(&start, dir_part, first, after, &mut out)?;
+    // Key order (byte order of the keys): a page's token is its last key.
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
 #[async_trait]
@@ -245,13 +298,19 @@ impl ObjectStore for LocalDirStore {
         let d = self.existing_bucket(bucket).await?;
         let (prefix, token) = (prefix.to_string(), token.map(str::to_string));
         let max = max_keys.clamp(1, 1000) as usize;
+        let bucket2 = bucket.to_string();
         tokio::task::spawn_blocking(move || {
-            let mut all = Vec::new();
-            walk(&d, "", &mut all).map_err(|e| io_err(format!("listing {}", d.display()), e))?;
-            let mut it = all
-                .into_iter()
-                .filter(|(k, _)| k.starts_with(&prefix))
-                .filter(|(k, _)| token.as_ref().is_none_or(|t| k > t));
+            let bucket = bucket2;
+            let all = list_prefix(&d, &prefix, token.as_deref()).map_err(|e| {
+                io_err(
+                    format!(
+                        "listing prefix {prefix:?} of local bucket `{bucket}` ({})",
+                        d.display()
+                    ),
+                    e,
+                )
+            })?;
+            let mut it = all.into_iter();
             let objects: Vec<ObjectMeta> = it
                 .by_ref()
                 .take(max)

@@ -201,6 +201,12 @@ pub async fn conformance(store: Arc<dyn ObjectStore>, refused_name: &str) {
         .upload_part(&b, "big/object", &id, 1, big[..min].to_vec())
         .await
         .unwrap();
+    let in_flight = s.list_page(&b, "big/", None, 100).await.unwrap();
+    assert!(
+        in_flight.objects.is_empty(),
+        "{kind}: the parts of an upload in flight are not listed: {:?}",
+        in_flight.objects
+    );
     s.complete_multipart(&b, "big/object", &id, vec![p1, p2])
         .await
         .unwrap_or_else(|e| panic!("{kind}: {e}"));
