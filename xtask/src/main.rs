@@ -369,9 +369,13 @@ fn demo(root: &Path) -> Result<()> {
 
 fn bench(root: &Path, extra: &[String]) -> Result<()> {
     if extra.first().map(String::as_str) == Some("jobs") {
-        // 10,000 managed jobs in one controller (crates/sky-jobs/benches/jobs.rs); its last
-        // line is `jobs=N peak_rss_mib=M submit_per_s=S p50_status_ms=P`.
-        return run(cargo().args(["bench", "-p", "sky-jobs", "--bench", "jobs"]));
+        // 10,000 managed jobs in one controller (crates/sky-jobs/benches/jobs.rs), its
+        // `p50_status_ms` the release `sky jobs queue -a` against it (SKY_JOBS_BENCH_SKY); its
+        // last line is `jobs=N peak_rss_mib=M submit_per_s=S p50_status_ms=P`.
+        let sky = sky_release(root)?;
+        return run(cargo()
+            .args(["bench", "-p", "sky-jobs", "--bench", "jobs"])
+            .env("SKY_JOBS_BENCH_SKY", &sky));
     }
     let quick = extra.iter().any(|a| a == "--quick");
     if !extra.iter().any(|a| a == "--process-only") {
