@@ -57,6 +57,52 @@ impl Table {
 
     /// The table's text, every line ending in a newline.
     pub fn render(&self) -> String {
+        if let Some(out) = self.render_plain_ascii() {
+            return out;
+        }
+        self.render_comfy()
+    }
+
+    /// The plain layout laid out directly, for the common case comfy-table's general layout
+    /// is slow at (`sky jobs queue` with 10,000 jobs): one-line ASCII cells, every row as wide
+    /// as the header, nothing centred. The same text as [`Table::render_comfy`] (tested).
+    fn render_plain_ascii(&self) -> Option<String> {
+        let n = self.header.len();
+        if self.layout != Layout::Plain
+            || !self.centered.is_empty()
+            || n == 0
+            || self.rows.iter().any(|r| r.len() != n)
+        {
+            return None;
+        }
+        let simple = |c: &String| c.bytes().all(|b| (0x20..0x7f).contains(&b));
+        if !self.header.iter().all(simple) || !self.rows.iter().flatten().all(simple) {
+            return None;
+        }
+        // comfy-table gives an empty column a width of one.
+        let mut widths: Vec<usize> = self.header.iter().map(|h| h.len().max(1)).collect();
+        for r in &self.rows {
+            for (w, c) in widths.iter_mut().zip(r) {
+                *w = (*w).max(c.len());
+            }
+        }
+        let line_len = widths.iter().map(|w| w + 2).sum::<usize>() + 1;
+        let mut out = String::with_capacity(line_len * (self.rows.len() + 1));
+        for r in std::iter::once(&self.header).chain(&self.rows) {
+            let start = out.len();
+            for (c, w) in r.iter().zip(&widths) {
+                out.push(' ');
+                out.push_str(c);
+                out.extend(std::iter::repeat_n(' ', w - c.len() + 1));
+            }
+            let kept = out[start..].trim_end().len();
+            out.truncate(start + kept);
+            out.push('\n');
+        }
+        Some(out)
+    }
+
+    fn render_comfy(&self) -> String {
         let mut t = comfy_table::Table::new();
         t.load_preset(comfy_table::presets::NOTHING)
             .set_content_arrangement(ContentArrangement::Disabled);
@@ -190,6 +236,47 @@ mod tests {
 ---------------------------------------------------------------------------------------------
 ";
         assert_eq!(t.render(), expected);
+    }
+
+    #[test]
+    fn the_direct_plain_layout_is_comfy_tables() {
+        // Pseudo-random tables (a fixed LCG): cells of 0-12 printable ASCII characters,
+        // spaces included, empty cells, one column or several, no rows or many.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |m: u64| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (x >> 33) % m
+        };
+        for _ in 0..300 {
+            let cols = 1 + next(6) as usize;
+            let cell = |next: &mut dyn FnMut(u64) -> u64| -> String {
+                let len = next(13);
+                (0..len)
+                    .map(|_| {
+                        let c = 0x20 + next(0x5f) as u8;
+                        if next(5) == 0 { ' ' } else { c as char }
+                    })
+                    .collect()
+            };
+            let header: Vec<String> = (0..cols).map(|_| cell(&mut next)).collect();
+            let mut t = Table::plain(header);
+            for _ in 0..next(8) {
+                let row: Vec<String> = (0..cols).map(|_| cell(&mut next)).collect();
+                t.row(row);
+            }
+            let direct = t.render_plain_ascii().expect("the direct layout applies");
+            assert_eq!(direct, t.render_comfy(), "{t:?}");
+        }
+        // Where it does not apply, comfy-table lays the table out.
+        let mut t = Table::plain(["A", "B"]);
+        t.row(["é", "x"]);
+        assert!(t.render_plain_ascii().is_none());
+        let mut t = Table::plain(["A", "B"]);
+        t.row(["two\nlines", "x"]);
+        assert!(t.render_plain_ascii().is_none());
+        assert!(Table::plain(["A"]).center(0).render_plain_ascii().is_none());
     }
 
     #[test]
