@@ -75,7 +75,7 @@ impl Jobs {
     }
 
     /// `sky jobs queue -a -o json`, job `id`.
-    fn job(&self, id: u64) -> Value {
+    pub(crate) fn job(&self, id: u64) -> Value {
         let o = self.sky(&["jobs", "queue", "-a", "-o", "json"]);
         let (out, err) = text(&o);
         assert_eq!(code(&o), 0, "{out}{err}");
@@ -86,7 +86,7 @@ impl Jobs {
     }
 
     /// Polls until job `id`'s status satisfies `done` (at most `secs`); returns the job.
-    fn wait(&self, id: u64, secs: u64, done: impl Fn(&str) -> bool) -> Value {
+    pub(crate) fn wait(&self, id: u64, secs: u64, done: impl Fn(&str) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let j = self.job(id);

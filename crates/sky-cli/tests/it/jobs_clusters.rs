@@ -4,8 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::jobs::Jobs;
 use crate::{code, text};
 
@@ -13,29 +11,11 @@ const ONE_REGION: &str =
     "local:\n  regions:\n    - name: lab\n      zones:\n        - {name: lab-a}\n";
 
 fn status_of(j: &Jobs, id: u64) -> String {
-    let (out, err) = text(&j.sky(&["jobs", "queue", "-a", "-o", "json"]));
-    let jobs: Vec<Value> = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
-    jobs.iter()
-        .find(|v| v["id"] == id)
-        .and_then(|v| v["status"].as_str())
-        .unwrap_or_default()
-        .to_string()
+    j.job(id)["status"].as_str().unwrap_or_default().to_string()
 }
 
 fn wait_status(j: &Jobs, id: u64, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let st = status_of(j, id);
-        if st == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {id} is {st}, not {want}:\n{}",
-            j.controller_log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    j.wait(id, 120, |s| s == want);
 }
 
 #[test]

@@ -10,14 +10,12 @@ use std::task::{Context, Poll};
 use async_trait::async_trait;
 use sky_storage::copy::{CopyOptions, download_prefix, upload_dir};
 use sky_storage::{
-    AzureBlobStore, ByteRange, CompletedPart, GcsStore, ListPage, LocalDirStore, ObjectMeta,
-    ObjectReader, ObjectStore, ObjectStoreError, ObjectStoreErrorKind as K, RetryPolicy, S3Store,
-    StoreType, delete_bucket_and_objects,
+    ByteRange, CompletedPart, ListPage, LocalDirStore, ObjectMeta, ObjectReader, ObjectStore,
+    ObjectStoreError, ObjectStoreErrorKind as K, RetryPolicy, StoreType, delete_bucket_and_objects,
 };
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::conformance::unique;
-use crate::emulators;
 
 fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
@@ -98,36 +96,7 @@ async fn round_trip(store: Arc<dyn ObjectStore>) {
     delete_bucket_and_objects(store.as_ref(), &b).await.unwrap();
 }
 
-#[tokio::test]
-async fn copy_round_trip_local() {
-    let d = tempfile::tempdir().unwrap();
-    round_trip(Arc::new(LocalDirStore::new(d.path()))).await;
-}
-
-#[tokio::test]
-async fn copy_round_trip_s3() {
-    let Some(m) = emulators::moto() else { return };
-    round_trip(Arc::new(
-        S3Store::with_endpoint(StoreType::S3, &m.url(), "us-east-1", "testing", "testing").await,
-    ))
-    .await;
-}
-
-#[tokio::test]
-async fn copy_round_trip_gcs() {
-    let Some(g) = emulators::fake_gcs() else {
-        return;
-    };
-    round_trip(Arc::new(GcsStore::with_endpoint(&g.url(), "test-project"))).await;
-}
-
-#[tokio::test]
-async fn copy_round_trip_azure() {
-    let Some(a) = emulators::azurite() else {
-        return;
-    };
-    round_trip(Arc::new(AzureBlobStore::azurite(&a.url()))).await;
-}
+every_store!(copy_round_trip, super::round_trip);
 
 /// A store whose every other `get` fails: half of them at once (a 503), half after some bytes
 /// (a connection reset mid-stream). With `once_per_range`, a range fails at most once (its

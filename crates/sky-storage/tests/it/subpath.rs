@@ -8,8 +8,8 @@ use std::sync::Arc;
 use futures_util::TryStreamExt;
 use sky_storage::copy::{CopyOptions, download_prefix};
 use sky_storage::{
-    AzureBlobStore, GCS_MULTIPART_PREFIX, GcsStore, LocalDirStore, ObjectStore,
-    ObjectStoreErrorKind as K, S3Store, StoreType, delete_bucket_and_objects, list_pages,
+    GCS_MULTIPART_PREFIX, GcsStore, LocalDirStore, ObjectStore, ObjectStoreErrorKind as K,
+    delete_bucket_and_objects, list_pages,
 };
 
 use crate::conformance::{read_all, unique};
@@ -132,36 +132,7 @@ async fn one_object_or_a_prefix(store: Arc<dyn ObjectStore>) {
     delete_bucket_and_objects(store.as_ref(), &b).await.unwrap();
 }
 
-#[tokio::test]
-async fn one_object_or_a_prefix_local() {
-    let d = tempfile::tempdir().unwrap();
-    one_object_or_a_prefix(Arc::new(LocalDirStore::new(d.path()))).await;
-}
-
-#[tokio::test]
-async fn one_object_or_a_prefix_s3() {
-    let Some(m) = emulators::moto() else { return };
-    one_object_or_a_prefix(Arc::new(
-        S3Store::with_endpoint(StoreType::S3, &m.url(), "us-east-1", "testing", "testing").await,
-    ))
-    .await;
-}
-
-#[tokio::test]
-async fn one_object_or_a_prefix_gcs() {
-    let Some(g) = emulators::fake_gcs() else {
-        return;
-    };
-    one_object_or_a_prefix(Arc::new(GcsStore::with_endpoint(&g.url(), "test-project"))).await;
-}
-
-#[tokio::test]
-async fn one_object_or_a_prefix_azure() {
-    let Some(a) = emulators::azurite() else {
-        return;
-    };
-    one_object_or_a_prefix(Arc::new(AzureBlobStore::azurite(&a.url()))).await;
-}
+every_store!(one_object_or_a_prefix, super::one_object_or_a_prefix);
 
 /// Restores a directory's mode when dropped (also when the test panics).
 struct Restore(std::path::PathBuf);
