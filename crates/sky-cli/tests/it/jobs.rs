@@ -74,15 +74,21 @@ impl Jobs {
             .unwrap()
     }
 
-    /// `sky jobs queue -a -o json`, job `id`.
-    pub(crate) fn job(&self, id: u64) -> Value {
+    /// `sky jobs queue -a -o json`: every job.
+    pub(crate) fn queue(&self) -> Vec<Value> {
         let o = self.sky(&["jobs", "queue", "-a", "-o", "json"]);
         let (out, err) = text(&o);
-        assert_eq!(code(&o), 0, "{out}{err}");
-        let jobs: Vec<Value> = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert_eq!(code(&o), 0, "jobs queue:\n{out}{err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+
+    /// `sky jobs queue -a -o json`, job `id`.
+    pub(crate) fn job(&self, id: u64) -> Value {
+        let jobs = self.queue();
+        let listed = format!("{jobs:?}");
         jobs.into_iter()
             .find(|j| j["id"] == id)
-            .unwrap_or_else(|| panic!("job {id} not in the queue: {out}"))
+            .unwrap_or_else(|| panic!("job {id} not in the queue: {listed}"))
     }
 
     /// Polls until job `id`'s status satisfies `done` (at most `secs`); returns the job.
@@ -704,11 +710,8 @@ fn a_bad_duration_is_refused_naming_its_flag_and_nothing_is_recorded() {
         err.contains("max_duration") && err.contains("\"soon\""),
         "{err}"
     );
-    let o = j.sky(&["jobs", "queue", "-a", "-o", "json"]);
-    let (out, err) = text(&o);
-    assert_eq!(code(&o), 0, "{out}{err}");
-    let jobs: Vec<Value> = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-    assert!(jobs.is_empty(), "a refused launch was recorded: {out}");
+    let jobs = j.queue();
+    assert!(jobs.is_empty(), "a refused launch was recorded: {jobs:?}");
 }
 
 #[test]

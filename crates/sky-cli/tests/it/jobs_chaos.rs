@@ -43,10 +43,7 @@ fn controller_pid(j: &Jobs) -> Option<u32> {
 }
 
 fn queue(j: &Jobs) -> Vec<Value> {
-    let o = j.sky(&["jobs", "queue", "-a", "-o", "json"]);
-    let (out, err) = text(&o);
-    assert_eq!(code(&o), 0, "jobs queue:\n{out}{err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    j.queue()
 }
 
 fn terminal(s: &str) -> bool {

@@ -17,7 +17,8 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::conformance::unique;
 
-fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
+/// Every file under `root` as (relative path, bytes), sorted.
+pub(crate) fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -19,24 +19,7 @@ fn pattern(n: usize, seed: usize) -> Vec<u8> {
     (0..n).map(|i| ((i * 7 + seed) % 251) as u8).collect()
 }
 
-/// Every file under `root` as (relative path, bytes), sorted.
-fn files(root: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-                out.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
+use crate::copy::tree as files;
 
 /// `data/file.bin` (an object) downloads as one file; `data` (a prefix) as a directory without
 /// `database/`; `x.csv` into an existing directory lands inside it; `data/fil` (neither an
